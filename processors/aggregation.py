@@ -19,6 +19,7 @@ is traced and metered would otherwise count every request twice.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -124,12 +125,7 @@ class LatencyAggregator:
         n = len(batch)
         if n == 0:
             return 0
-        lookup = self.registry.series_id
-        series = np.fromiter(
-            map(lookup, zip(batch.service, batch.name, batch.kind.tolist(), batch.status.tolist())),
-            dtype=np.int64,
-            count=n,
-        )
+        series = self._series_ids(batch)
         window = batch.end_ns // self.window_ns
         oldest = self._oldest_window()
         keep = window >= oldest
@@ -144,6 +140,22 @@ class LatencyAggregator:
             self._evict(oldest)
         self.stats.accept(kept)
         return kept
+
+    def _series_ids(self, batch: SpanBatch) -> np.ndarray:
+        """Series id per span: strings are coded once per batch, keys looked up once per distinct key."""
+        n = len(batch)
+        service_code = np.fromiter(map({}.setdefault, batch.service, itertools.count()), np.int64, n)
+        name_code = np.fromiter(map({}.setdefault, batch.name, itertools.count()), np.int64, n)
+        combined = ((service_code * n + name_code) * 8 + batch.kind) * 4 + batch.status
+        _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        lookup = self.registry.series_id
+        kinds, statuses = batch.kind, batch.status
+        ids = np.fromiter(
+            (lookup((batch.service[i], batch.name[i], int(kinds[i]), int(statuses[i]))) for i in first.tolist()),
+            np.int64,
+            len(first),
+        )
+        return ids[inverse.ravel()]
 
     def add_histogram(self, key: SeriesKey, end_ns: int, histogram: ExponentialHistogram) -> bool:
         """Merge a latency histogram (ms) recorded by an OTel meter into its window."""

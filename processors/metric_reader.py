@@ -38,7 +38,7 @@ from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 from trm_otel.histogram import DEFAULT_MAX_SCALE, DEFAULT_MAX_SIZE
 from trm_otel.processors.aggregation import LatencyAggregator
 from trm_otel.processors.metric_ingest import latency_points
-from trm_otel.processors.span_batch import batch_from_readable_spans
+from trm_otel.processors.span_batch import batch_from_rows
 from trm_otel.processors.span_processor import LatencySpanProcessor
 from trm_otel.processors.spanmetrics import spanmetrics_data
 
@@ -114,10 +114,10 @@ class PercentileMetricReader(MetricReader):
         kept = 0
         with self._drain_lock:
             for processor in self._processors:
-                spans = processor.drain()
-                if not spans:
+                rows, resources = processor.drain()
+                if not rows:
                     continue
-                batch, rejected, repaired = batch_from_readable_spans(spans)
+                batch, rejected, repaired = batch_from_rows(rows, resources)
                 self.aggregator.stats.merge_counts(rejected, repaired)
                 kept += self.aggregator.add_spans(batch)
         return kept

@@ -4,20 +4,26 @@
     >>> tracer_provider.add_span_processor(processor)                  # doctest: +SKIP
 
 ``on_end`` runs on the thread that ended the span, inside the request being
-served, so it does the least possible: one length check and one append.
-Everything else (validation, series lookup, histogram updates) happens in
-bulk when the metric reader drains the buffer. When the buffer is full the
-span is dropped and counted; the application is never blocked or raised at.
+served, so it does the least possible: it copies eight plain values out of
+the span into a tuple and appends it. Holding the tuple rather than the span
+matters: a buffered SDK span keeps a dozen garbage-collected objects alive,
+and measured here that tripled the cost of every span through GC pressure,
+while a tuple of ints and strings is untracked by the collector. Validation,
+series lookup and histogram updates happen in bulk when the metric reader
+drains the buffer. A full buffer drops and counts; the application is never
+blocked or raised at.
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Callable
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from trm_otel.processors.span_batch import SpanRow, row_from_public_api
 from trm_otel.processors.stats import PipelineStats
 
 __all__ = ["LatencySpanProcessor"]
@@ -38,30 +44,63 @@ class LatencySpanProcessor(SpanProcessor):
         self.stats = stats if stats is not None else PipelineStats()
         self.on_high_water: Callable[[], None] | None = None
         self._high_water = max(1, buffer_size // 4)
-        self._buffer: collections.deque[ReadableSpan] = collections.deque()
+        self._buffer: collections.deque[SpanRow] = collections.deque()
+        self._resources: dict[int, Any] = {}
         self._shutdown = False
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do when a span starts; latency is known only at its end."""
 
     def on_end(self, span: ReadableSpan) -> None:
-        try:
-            buffer = self._buffer
-            size = len(buffer)
-            if size >= self.buffer_size or self._shutdown:
-                self.stats.drop()
-                return
-            buffer.append(span)
-            if size == self._high_water and self.on_high_water is not None:
-                self.on_high_water()
-        except Exception:  # noqa: BLE001 - must never raise into the application
+        buffer = self._buffer
+        size = len(buffer)
+        if size >= self.buffer_size or self._shutdown:
             self.stats.drop()
+            return
+        try:
+            # The SDK's own fields, read directly: properties cost ~40% more here.
+            parent = span._parent
+            resource = span._resource
+            resource_id = id(resource)
+            if resource_id not in self._resources:
+                self._resources[resource_id] = resource  # also keeps the id from being reused
+            row: SpanRow = (
+                span._start_time,
+                span._end_time,
+                span._name,
+                span._kind._value_,
+                span._status._status_code._value_,
+                span._context.span_id,
+                0 if parent is None else parent.span_id,
+                resource_id,
+            )
+        except AttributeError:
+            row = self._public_row(span)
+            if row is None:
+                return
+        except Exception:  # noqa: BLE001 - must never raise into the application
+            self.stats.reject("malformed_span")
+            return
+        buffer.append(row)
+        if size == self._high_water and self.on_high_water is not None:
+            self.on_high_water()
 
-    def drain(self) -> list[ReadableSpan]:
-        """Take every buffered span (safe against concurrent ``on_end``)."""
+    def _public_row(self, span: Any) -> SpanRow | None:
+        """The slow path, for span objects that are not the SDK's own class."""
+        try:
+            row, resource = row_from_public_api(span)
+        except Exception:  # noqa: BLE001 - must never raise into the application
+            self.stats.reject("malformed_span")
+            return None
+        self._resources.setdefault(row[7], resource)
+        return row
+
+    def drain(self) -> tuple[list[SpanRow], dict[int, Any]]:
+        """Take every buffered row (safe against concurrent ``on_end``), with the resources they name."""
         buffer = self._buffer
         popleft = buffer.popleft
-        return [popleft() for _ in range(len(buffer))]
+        rows = [popleft() for _ in range(len(buffer))]
+        return rows, self._resources
 
     def pending(self) -> int:
         return len(self._buffer)
@@ -75,4 +114,3 @@ class LatencySpanProcessor(SpanProcessor):
 
     def __repr__(self) -> str:
         return f"LatencySpanProcessor(buffer_size={self.buffer_size}, pending={self.pending()})"
-

@@ -196,9 +196,7 @@ def _spread(lo_unit: float, hi_unit: float, count: int) -> tuple[int, np.ndarray
     pieces are non-negative and add up to ``count`` exactly.
     """
     first = math.floor(lo_unit)
-    last = math.ceil(hi_unit) - 1
-    if last < first:
-        last = first
+    last = math.ceil(hi_unit) - 1  # >= first because hi_unit > lo_unit
     right_edges = np.arange(first + 1, last + 2, dtype=np.float64)
     np.minimum(right_edges, hi_unit, out=right_edges)
     cumulative = np.floor((right_edges - lo_unit) / (hi_unit - lo_unit) * count + 0.5).astype(np.int64)
@@ -243,6 +241,31 @@ def _spread_pieces(
         dense[f - start : f - start + p.size] += p
     offset, counts = _trim(start, dense)
     return base - shift, offset, counts
+
+
+def _union(scale_cap: int, max_size: int, parts: Sequence[ExponentialHistogram]) -> tuple[int, int, np.ndarray]:
+    """(scale, offset, counts) of the sum of ``parts``' positive buckets.
+
+    The scale is the highest one not above ``scale_cap`` or any part's scale
+    at which the union fits ``max_size``; it is computed from offsets alone
+    (indices compose under floor shifts), so every part is shifted once,
+    straight to its final scale, and added into one preallocated array.
+    That is measured ~10x faster for 1000 inputs than concatenating and one
+    bincount/np.add.at pass, whose per-bucket index arrays cost more than
+    the sum itself.
+    """
+    occupied = [h for h in parts if h.counts.size]
+    target = min(scale_cap, min(h.scale for h in occupied))
+    lo = min(h.offset >> (h.scale - target) for h in occupied)
+    hi = max((h.offset + h.counts.size - 1) >> (h.scale - target) for h in occupied)
+    d = _fit_shift(lo, hi, max_size)
+    start = lo >> d
+    summed = np.zeros((hi >> d) - start + 1, dtype=np.int64)
+    for h in occupied:
+        offset, counts = _shift_counts(h.offset, h.counts, h.scale - target + d)
+        summed[offset - start : offset - start + counts.size] += counts
+    offset, summed = _trim(start, summed)
+    return target - d, offset, summed
 
 
 class ExponentialHistogram:
@@ -409,24 +432,8 @@ class ExponentialHistogram:
         self.approximate = self.approximate or other.approximate
         if other.count == 0:
             return
-        o_scale, o_offset, o_counts = other.scale, other.offset, other.counts
-        if o_counts.size:
-            target = min(self.scale, o_scale)  # self.scale <= self.max_scale always
-            a_off, a_cnt = _shift_counts(self.offset, self.counts, self.scale - target)
-            b_off, b_cnt = _shift_counts(o_offset, o_counts, o_scale - target)
-            lo = min(a_off, b_off) if a_cnt.size else b_off
-            hi = max(a_off + a_cnt.size, b_off + b_cnt.size) - 1 if a_cnt.size else b_off + b_cnt.size - 1
-            d = _fit_shift(lo, hi, self.max_size)
-            a_off, a_cnt = _shift_counts(a_off, a_cnt, d)
-            b_off, b_cnt = _shift_counts(b_off, b_cnt, d)
-            start = min(a_off, b_off) if a_cnt.size else b_off
-            stop = max(a_off + a_cnt.size, b_off + b_cnt.size) if a_cnt.size else b_off + b_cnt.size
-            merged = np.zeros(stop - start, dtype=np.int64)
-            merged[b_off - start : b_off - start + b_cnt.size] += b_cnt
-            if a_cnt.size:
-                merged[a_off - start : a_off - start + a_cnt.size] += a_cnt
-            self.scale = target - d
-            self.offset, self.counts = _trim(start, merged)
+        if other.counts.size:
+            self.scale, self.offset, self.counts = _union(self.scale, self.max_size, [self, other])
         self.zero_count += other.zero_count
         self.count += other.count
         self.sum += other.sum
@@ -462,21 +469,7 @@ class ExponentialHistogram:
         with_buckets = [h for h in full if h.counts.size]
         if not with_buckets:
             return out
-        target = min(first.scale, min(h.scale for h in with_buckets))
-        lo = min(h.offset >> (h.scale - target) for h in with_buckets)
-        hi = max((h.offset + h.counts.size - 1) >> (h.scale - target) for h in with_buckets)
-        d = _fit_shift(lo, hi, first.max_size)
-        start = lo >> d
-        summed = np.zeros((hi >> d) - start + 1, dtype=np.int64)
-        # One slice-add per input into one preallocated array: measured ~10x
-        # faster than concatenating and bincount/np.add.at for 1000 inputs,
-        # because building the per-bucket index arrays costs more than the sum.
-        for h in with_buckets:
-            offset, counts = _shift_counts(h.offset, h.counts, h.scale - target + d)
-            at = offset - start
-            summed[at : at + counts.size] += counts
-        out.scale = target - d
-        out.offset, out.counts = _trim(start, summed)
+        out.scale, out.offset, out.counts = _union(first.scale, first.max_size, with_buckets)
         return out
 
     def copy(self) -> ExponentialHistogram:
@@ -517,15 +510,17 @@ class ExponentialHistogram:
             pos = np.searchsorted(cumulative, ranks[rest] - self.zero_count, side="left")
             pos = np.minimum(pos, self.counts.size - 1)
             out[rest] = self._bucket_value(pos)
-        out[q == 0.0] = self.min
+        # rank 1 and rank count are the recorded extremes themselves
+        out[ranks <= 1.0] = self.min
+        out[ranks >= self.count] = self.max
         return out.tolist()
 
     def quantile(self, q: float) -> float:
         """The nearest-rank ``q`` quantile: within 0.54% of the true value at scale 6.
 
         Reported as the containing bucket's log-midpoint clamped to
-        [min, max], so P0 and P100 are exact and a constant series reads back
-        exactly.
+        [min, max]; the first and last ranks (so P0 and P100) return min and
+        max themselves, and a constant series reads back exactly.
         """
         return self.quantiles([q])[0]
 
@@ -641,7 +636,9 @@ class ExponentialHistogram:
         Each bucket's count is spread log-uniformly over the exponential
         buckets its edges cover, so merged with exact data the quantiles stay
         inside the right explicit bucket; where inside is a guess, which is
-        what ``approximate`` tells the reader.
+        what ``approximate`` tells the reader. Non-finite min/max/sum are
+        taken as unknown (the SDK sends inf/-inf when it does not record
+        them); an unknown sum is estimated from bucket midpoints.
         """
         b = np.asarray(bounds, dtype=np.float64).reshape(-1)
         c = _as_counts(bucket_counts, "bucket_counts")
@@ -653,16 +650,15 @@ class ExponentialHistogram:
             raise ValueError("bounds must be finite")
         if b.size > 1 and not np.all(np.diff(b) > 0):
             raise ValueError("bounds must be sorted in strictly increasing order")
-        for name, given in (("min", min), ("max", max), ("sum", sum)):
-            if given is not None and not math.isfinite(given):
-                raise ValueError(f"{name} must be finite, got {given!r}")
-        if min is not None and max is not None and min > max:
-            raise ValueError(f"min ({min}) must not exceed max ({max})")
         out = cls(max_scale, max_size)
         out.approximate = True
         total = int(c.sum())
         if total == 0:
             return out
+        # The SDK reports min=inf, max=-inf when record_min_max is off: unknown.
+        min, max, sum = _known(min), _known(max), _known(sum)
+        if min is not None and max is not None and min > max:
+            raise ValueError(f"min ({min}) must not exceed max ({max})")
         lo_clip = 0.0 if min is None else float(min)
         hi_clip = math.inf if max is None else float(max)
         pieces: list[tuple[float, float, int]] = []  # positive (lo, hi, count)
@@ -677,7 +673,9 @@ class ExponentialHistogram:
                 if max is not None:
                     hi = float(max)
                 elif b.size and b[-1] > 0:
-                    hi = float(b[-1]) * 2.0
+                    hi = float(b[-1]) * 2.0  # unknown upper edge: assume the octave above
+                    if hi == math.inf:
+                        hi = float(b[-1])
                 else:
                     raise ValueError("the overflow bucket has counts but no positive upper edge: pass max")
             hi = builtins.min(hi, hi_clip)
@@ -687,6 +685,8 @@ class ExponentialHistogram:
             lo = builtins.max(lo, lo_clip)
             if lo <= 0.0:
                 lo = hi / 2.0  # unknown lower edge: assume the octave below
+            if lo <= 0.0:  # hi was the smallest subnormal
+                lo = hi
             if lo > hi:
                 lo = hi  # inconsistent min/max: a point mass at the clipped edge
             pieces.append((lo, hi, int(c[k])))
@@ -748,9 +748,9 @@ class ExponentialHistogram:
             negative=point.negative.bucket_counts,
             zero_count=int(point.zero_count),
             count=int(point.count),
-            total=float(point.sum),
-            lo=float(point.min),
-            hi=float(point.max),
+            total=_known(point.sum),
+            lo=_known(point.min),  # inf/-inf when the SDK's record_min_max is off
+            hi=_known(point.max),
             zero_threshold=0.0,
         )
 
@@ -782,7 +782,7 @@ class ExponentialHistogram:
             )
         off, c = _trim(offset, c)
         max_scale = min(max(scale, _MIN_MAX_SCALE), _MAX_MAX_SCALE)
-        max_size = min(max(DEFAULT_MAX_SIZE, c.size), _MAX_MAX_SIZE)
+        max_size = min(max(DEFAULT_MAX_SIZE, len(counts)), _MAX_MAX_SIZE)
         out = cls(max_scale, max_size)
         if count == 0:
             return out
@@ -856,9 +856,9 @@ class ExponentialHistogram:
             negative=point.negative.bucket_counts,
             zero_count=int(point.zero_count),
             count=int(point.count),
-            total=float(point.sum) if point.HasField("sum") else None,
-            lo=float(point.min) if point.HasField("min") else None,
-            hi=float(point.max) if point.HasField("max") else None,
+            total=_known(point.sum) if point.HasField("sum") else None,
+            lo=_known(point.min) if point.HasField("min") else None,
+            hi=_known(point.max) if point.HasField("max") else None,
             zero_threshold=float(point.zero_threshold),
         )
 
@@ -885,6 +885,11 @@ class ExponentialHistogram:
         p50, p99 = self.quantiles([0.5, 0.99])
         flag = ", approximate" if self.approximate else ""
         return f"ExponentialHistogram(count={self.count}, scale={self.scale}, p50={p50:.4g}, p99={p99:.4g}{flag})"
+
+
+def _known(value: float | None) -> float | None:
+    """A reported min/max/sum, or None when it is a not-recorded sentinel."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _any_value(value: Any, key: str) -> Any:

@@ -8,7 +8,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from trm_otel.processors import LatencyAggregator, LatencySpanProcessor, PercentileMetricReader
-from trm_otel.processors.span_batch import batch_from_readable_spans
+from trm_otel.processors.span_batch import batch_from_rows
 
 
 def pipeline(resource: Resource | None = None, buffer_size: int = 1000):
@@ -61,9 +61,10 @@ def test_on_end_never_raises_even_for_objects_that_are_not_spans() -> None:
     processor = LatencySpanProcessor()
     for junk in (None, object(), "span", 3):
         processor.on_end(junk)  # type: ignore[arg-type]
-    batch, rejected, repaired = batch_from_readable_spans(processor.drain())
+    assert processor.pending() == 0
+    assert processor.stats.snapshot().rejected == {"malformed_span": 4}
+    batch, rejected, repaired = batch_from_rows(*processor.drain())
     assert len(batch) == 0
-    assert rejected == {"malformed_span": 4}
 
 
 def test_full_buffer_drops_and_counts_without_blocking() -> None:
