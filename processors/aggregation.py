@@ -142,18 +142,28 @@ class LatencyAggregator:
         return kept
 
     def _series_ids(self, batch: SpanBatch) -> np.ndarray:
-        """Series id per span: strings are coded once per batch, keys looked up once per distinct key."""
+        """Series id per span: strings are coded once per batch, keys looked up once per distinct key.
+
+        A string's code is the row of its first occurrence, so each distinct
+        combined code decodes back to a row holding that key: no second sort.
+        """
         n = len(batch)
-        service_code = np.fromiter(map({}.setdefault, batch.service, itertools.count()), np.int64, n)
+        if batch.service.count(batch.service[0]) == n:  # identity-fast: usually one service
+            service_code = np.zeros(n, np.int64)
+        else:
+            service_code = np.fromiter(map({}.setdefault, batch.service, itertools.count()), np.int64, n)
         name_code = np.fromiter(map({}.setdefault, batch.name, itertools.count()), np.int64, n)
         combined = ((service_code * n + name_code) * 8 + batch.kind) * 4 + batch.status
-        _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        unique, inverse = np.unique(combined, return_inverse=True)
         lookup = self.registry.series_id
-        kinds, statuses = batch.kind, batch.status
+        service, name = batch.service, batch.name
         ids = np.fromiter(
-            (lookup((batch.service[i], batch.name[i], int(kinds[i]), int(statuses[i]))) for i in first.tolist()),
+            (
+                lookup((service[code // (32 * n)], name[(code // 32) % n], (code // 4) % 8, code % 4))
+                for code in unique.tolist()
+            ),
             np.int64,
-            len(first),
+            len(unique),
         )
         return ids[inverse.ravel()]
 
@@ -176,9 +186,11 @@ class LatencyAggregator:
     def _record_groups(
         self, source: Source, series: np.ndarray, window: np.ndarray, durations: np.ndarray, end_ns: np.ndarray
     ) -> None:
-        order = np.lexsort((window, series))
-        series, window, durations = series[order], window[order], durations[order]
-        change = np.flatnonzero((series[1:] != series[:-1]) | (window[1:] != window[:-1])) + 1
+        first_window = int(window.min())
+        key = series * (int(window.max()) - first_window + 1) + (window - first_window)
+        order = np.argsort(key)  # one integer sort; lexsort on two keys is ~7x slower
+        key, series, window, durations = key[order], series[order], window[order], durations[order]
+        change = np.flatnonzero(key[1:] != key[:-1]) + 1
         starts = np.concatenate(([0], change))
         stops = np.concatenate((change, [len(series)]))
         windows = self._windows[source]

@@ -121,7 +121,9 @@ def batch_from_rows(
         return np.fromiter(map(itemgetter(index), rows), dtype, n)
 
     names = list(map(itemgetter(2), rows))
-    resource_ids = list(map(itemgetter(7), rows))
+    # One tracer provider means one resource: then no per-row resource work.
+    single_resource = next(iter(resources)) if len(resources) == 1 else None
+    resource_ids = [single_resource] * n if single_resource is not None else list(map(itemgetter(7), rows))
     try:
         start_ns = column(0, np.int64)
         end_ns = column(1, np.int64)
@@ -147,7 +149,8 @@ def batch_from_rows(
         name = [names[i] for i in picked]
         resource_ids = [resource_ids[i] for i in picked]
 
-    services_by_resource = {r: _service_name(resources.get(r)) for r in set(resource_ids)}
+    distinct = {single_resource} if single_resource is not None else set(resource_ids)
+    services_by_resource = {r: _service_name(resources.get(r)) for r in distinct}
     if len(services_by_resource) == 1:
         service = [next(iter(services_by_resource.values()))[0]] * len(resource_ids)
     else:

@@ -17,6 +17,7 @@ blocked or raised at.
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -98,8 +99,8 @@ class LatencySpanProcessor(SpanProcessor):
     def drain(self) -> tuple[list[SpanRow], dict[int, Any]]:
         """Take every buffered row (safe against concurrent ``on_end``), with the resources they name."""
         buffer = self._buffer
-        popleft = buffer.popleft
-        rows = [popleft() for _ in range(len(buffer))]
+        # popleft is atomic; mapping it in C avoids a Python loop per row.
+        rows = list(map(collections.deque.popleft, itertools.repeat(buffer, len(buffer))))
         return rows, self._resources
 
     def pending(self) -> int:
@@ -114,3 +115,4 @@ class LatencySpanProcessor(SpanProcessor):
 
     def __repr__(self) -> str:
         return f"LatencySpanProcessor(buffer_size={self.buffer_size}, pending={self.pending()})"
+
