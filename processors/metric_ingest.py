@@ -33,6 +33,7 @@ __all__ = ["LATENCY_METRICS", "latency_points"]
 
 SPAN_KIND_SERVER = 2
 STABLE_METRIC = "http.server.request.duration"
+OLD_METRIC = "http.server.duration"
 
 #: metric name -> factor to milliseconds, by unit
 LATENCY_METRICS: Mapping[str, Mapping[str, float]] = {
@@ -61,49 +62,65 @@ def latency_points(data: MetricsData, rejected: Counter[str] | None = None) -> I
     Only delta points are taken (the reader asks the SDK for delta
     histograms); a cumulative point would count old requests again, so it is
     skipped and counted under ``rejected["cumulative_latency_metric"]``.
-    With ``OTEL_SEMCONV_STABILITY_OPT_IN=http/dup`` the instrumentation
-    records every request under both names; the stable one wins per series.
+
+    With ``OTEL_SEMCONV_STABILITY_OPT_IN=http/dup`` an instrumentation
+    records every request under both names, so within one instrumentation
+    scope only one of the two is used: the stable one, unless none of its
+    points carries ``http.route`` while the old one has ``http.target`` (plain
+    ASGI without a framework), because then the old one names the route.
     """
-    points = list(_points(data, rejected if rejected is not None else Counter()))
-    stable_keys = {key for name, key, _, _ in points if name == STABLE_METRIC}
-    for name, key, end_ns, sketch in points:
-        if name == STABLE_METRIC or key not in stable_keys:
+    rejected = rejected if rejected is not None else Counter()
+    for service, scope_metrics in _scopes(data):
+        points = list(_points(service, scope_metrics, rejected))
+        names = {name for name, *_ in points}
+        if len(names) > 1:
+            stable_has_route = any(name == STABLE_METRIC and routed for name, _, _, _, routed in points)
+            keep = STABLE_METRIC if stable_has_route else OLD_METRIC
+            points = [p for p in points if p[0] == keep]
+        for _, key, end_ns, sketch, _ in points:
             yield key, end_ns, sketch
 
 
-def _points(data: MetricsData, rejected: Counter[str]) -> Iterator[tuple[str, SeriesKey, int, Sketch]]:
+def _scopes(data: MetricsData) -> Iterator[tuple[str, Any]]:
     for resource_metrics in data.resource_metrics:
         service = resource_metrics.resource.attributes.get("service.name") or UNKNOWN_SERVICE
         for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                factors = LATENCY_METRICS.get(metric.name)
-                if factors is None:
-                    continue
-                factor = factors.get(metric.unit)
-                if factor is None:
-                    rejected["latency_metric_unknown_unit"] += 1
-                    continue
-                payload = metric.data
-                if not isinstance(payload, (Histogram, ExponentialHistogram)):
-                    continue
-                if payload.aggregation_temporality != AggregationTemporality.DELTA:
-                    rejected["cumulative_latency_metric"] += 1
-                    continue
-                for point in payload.data_points:
-                    if point.count == 0:
-                        continue
-                    try:
-                        if isinstance(payload, ExponentialHistogram):
-                            sketch = Sketch.from_sdk_point(point)
-                        else:
-                            sketch = Sketch.from_explicit(
-                                point.explicit_bounds, point.bucket_counts, min=point.min, max=point.max, sum=point.sum
-                            )
-                    except ValueError:
-                        rejected["invalid_latency_point"] += 1
-                        continue
-                    if factor != 1.0:
-                        sketch = sketch.scaled(factor)
-                    attributes = point.attributes or {}
-                    key = (str(service), _endpoint(attributes), SPAN_KIND_SERVER, _status(attributes))
-                    yield metric.name, key, point.time_unix_nano, sketch
+            yield str(service), scope_metrics
+
+
+def _points(
+    service: str, scope_metrics: Any, rejected: Counter[str]
+) -> Iterator[tuple[str, SeriesKey, int, Sketch, bool]]:
+    """``(metric name, key, end ns, histogram, has http.route)`` of one scope's latency points."""
+    for metric in scope_metrics.metrics:
+        factors = LATENCY_METRICS.get(metric.name)
+        if factors is None:
+            continue
+        factor = factors.get(metric.unit)
+        if factor is None:
+            rejected["latency_metric_unknown_unit"] += 1
+            continue
+        payload = metric.data
+        if not isinstance(payload, (Histogram, ExponentialHistogram)):
+            continue
+        if payload.aggregation_temporality != AggregationTemporality.DELTA:
+            rejected["cumulative_latency_metric"] += 1
+            continue
+        for point in payload.data_points:
+            if point.count == 0:
+                continue
+            try:
+                if isinstance(payload, ExponentialHistogram):
+                    sketch = Sketch.from_sdk_point(point)
+                else:
+                    sketch = Sketch.from_explicit(
+                        point.explicit_bounds, point.bucket_counts, min=point.min, max=point.max, sum=point.sum
+                    )
+            except ValueError:
+                rejected["invalid_latency_point"] += 1
+                continue
+            if factor != 1.0:
+                sketch = sketch.scaled(factor)
+            attributes = point.attributes or {}
+            key = (service, _endpoint(attributes), SPAN_KIND_SERVER, _status(attributes))
+            yield metric.name, key, point.time_unix_nano, sketch, "http.route" in attributes
