@@ -27,7 +27,11 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
 
     def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - generated name
         with self.sink.lock:
+            if self.sink.failures:
+                code = self.sink.failures.pop(0)
+                context.abort(code, f"told to fail with {code.name}")
             self.sink.traces.append(request)
+            self.sink.trace_metadata.append(dict(context.invocation_metadata()))
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
@@ -37,6 +41,8 @@ class OtlpSink:
     def __init__(self) -> None:
         self.metrics: list[Any] = []
         self.traces: list[Any] = []
+        self.trace_metadata: list[dict[str, str]] = []
+        self.failures: list[grpc.StatusCode] = []  # answers for the next trace exports
         self.lock = threading.Lock()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(self), self._server)
@@ -76,6 +82,7 @@ class HttpOtlpSink:
         import http.server
 
         self.bodies: dict[str, list[bytes]] = {}
+        self.statuses: list[int] = []  # answers for the next requests, then 200
         sink = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -85,8 +92,12 @@ class HttpOtlpSink:
                     import gzip
 
                     body = gzip.decompress(body)
-                sink.bodies.setdefault(self.path, []).append(body)
-                self.send_response(200)
+                status = sink.statuses.pop(0) if sink.statuses else 200
+                if status == 200:
+                    sink.bodies.setdefault(self.path, []).append(body)
+                self.send_response(status)
+                if status == 503:
+                    self.send_header("Retry-After", "0")
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
