@@ -36,7 +36,7 @@ Signal = Literal["traces", "metrics", "logs"]
 class Consumer(Protocol):
     """What receivers hand decoded requests to (the daemon's :class:`Pipeline`)."""
 
-    def offer_traces(self, batch: Any) -> bool: ...
+    def offer_traces(self, batch: Any, request: Any = None) -> bool: ...
 
     def offer_metrics(self, request: Any, points: int) -> bool: ...
 
@@ -80,7 +80,8 @@ class Pipeline:
             "metrics": _as_list(metrics),
             "logs": _as_list(logs),
         }
-        self._queue: deque[tuple[Signal, Any, int]] = deque()
+        self._raw_handlers: dict[Signal, list[Callable[[Any], Any]]] = {"traces": [], "metrics": [], "logs": []}
+        self._queue: deque[tuple[Signal, tuple[Any, Any], int]] = deque()
         self._pending = 0
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
@@ -94,9 +95,15 @@ class Pipeline:
         self._processed = dict.fromkeys(signals, 0)
         self._failed = dict.fromkeys(signals, 0)
 
-    def add_handler(self, signal: Signal, handler: Callable[[Any], Any]) -> None:
-        """Register one more handler (before ``start``)."""
-        self._handlers[signal].append(handler)
+    def add_handler(self, signal: Signal, handler: Callable[[Any], Any], *, raw: bool = False) -> None:
+        """Register one more handler (before ``start``).
+
+        A handler gets the decoded form (a ``SpanBatch`` for traces, the
+        request for metrics and logs); with ``raw=True`` it gets the request
+        as received (exporters forwarding it), and is skipped when a
+        receiver offered no request.
+        """
+        (self._raw_handlers if raw else self._handlers)[signal].append(handler)
 
     # --------------------------------------------------------------- offers
 
@@ -111,14 +118,15 @@ class Pipeline:
             self._ready.notify()
             return True
 
-    def offer_traces(self, batch: Any) -> bool:
-        return self._offer("traces", batch, len(batch))
+    def offer_traces(self, batch: Any, request: Any = None) -> bool:
+        """Offer decoded spans; ``request`` (the received protobuf) is what raw handlers forward."""
+        return self._offer("traces", (batch, request), len(batch))
 
     def offer_metrics(self, request: Any, points: int) -> bool:
-        return self._offer("metrics", request, points)
+        return self._offer("metrics", (request, request), points)
 
     def offer_logs(self, request: Any, records: int) -> bool:
-        return self._offer("logs", request, records)
+        return self._offer("logs", (request, request), records)
 
     # --------------------------------------------------------------- worker
 
@@ -134,10 +142,13 @@ class Pipeline:
                     self._ready.wait()
                 if not self._queue:
                     return
-                signal, payload, items = self._queue.popleft()
+                signal, (decoded, raw), items = self._queue.popleft()
                 self._busy = True
             try:
-                for handler in self._handlers[signal]:
+                calls = [(h, decoded) for h in self._handlers[signal]]
+                if raw is not None:
+                    calls += [(h, raw) for h in self._raw_handlers[signal]]
+                for handler, payload in calls:
                     try:
                         handler(payload)
                     except Exception:  # noqa: BLE001 - one bad handler must not stop the pipeline
