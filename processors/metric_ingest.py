@@ -29,7 +29,15 @@ from trm_otel.histogram import ExponentialHistogram as Sketch
 from trm_otel.processors.series import STATUS_CODE_ERROR, SeriesKey
 from trm_otel.processors.span_batch import UNKNOWN_SERVICE
 
-__all__ = ["LATENCY_METRICS", "latency_points"]
+__all__ = [
+    "LATENCY_METRICS",
+    "OLD_METRIC",
+    "SPAN_KIND_SERVER",
+    "STABLE_METRIC",
+    "endpoint_of",
+    "latency_points",
+    "status_of",
+]
 
 SPAN_KIND_SERVER = 2
 STABLE_METRIC = "http.server.request.duration"
@@ -42,13 +50,13 @@ LATENCY_METRICS: Mapping[str, Mapping[str, float]] = {
 }
 
 
-def _endpoint(attributes: Mapping[str, Any]) -> str:
+def endpoint_of(attributes: Mapping[str, Any]) -> str:
     method = attributes.get("http.request.method") or attributes.get("http.method") or "HTTP"
     route = attributes.get("http.route") or attributes.get("http.target")
     return f"{method} {route}" if route else str(method)
 
 
-def _status(attributes: Mapping[str, Any]) -> int:
+def status_of(attributes: Mapping[str, Any]) -> int:
     code = attributes.get("http.response.status_code", attributes.get("http.status_code"))
     try:
         return STATUS_CODE_ERROR if int(code) >= 500 else 0
@@ -122,5 +130,5 @@ def _points(
             if factor != 1.0:
                 sketch = sketch.scaled(factor)
             attributes = point.attributes or {}
-            key = (service, _endpoint(attributes), SPAN_KIND_SERVER, _status(attributes))
+            key = (service, endpoint_of(attributes), SPAN_KIND_SERVER, status_of(attributes))
             yield metric.name, key, point.time_unix_nano, sketch, "http.route" in attributes

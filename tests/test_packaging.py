@@ -32,6 +32,12 @@ def test_every_module_of_the_folder_is_in_the_wheel_under_trm_otel(wheel: zipfil
     assert missing == []
 
 
+def test_every_module_of_the_core_package_is_in_the_wheel(wheel: zipfile.ZipFile) -> None:
+    names = set(wheel.namelist())
+    modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "trm_otel").rglob("*.py"))
+    assert [m for m in modules if m not in names] == []
+
+
 def test_nothing_top_level_but_trm_otel(wheel: zipfile.ZipFile) -> None:
     top = {name.split("/", 1)[0] for name in wheel.namelist()}
     assert {t for t in top if not t.endswith(".dist-info")} == {"trm_otel"}
