@@ -1,0 +1,378 @@
+"""``trm-otel serve``: receivers -> pipeline -> aggregation, exporters and the API.
+
+    >>> daemon = Daemon(load_config("trm-otel.yaml"))                  # doctest: +SKIP
+    >>> asyncio.run(daemon.run())      # until SIGTERM / SIGINT        # doctest: +SKIP
+
+The graph is built here and only here: receivers know only the pipeline
+(their consumer), the pipeline knows only its handlers, and consumers (the
+API, exporters) read the aggregator, never receiver internals. Start-up
+is fast and logs every bound address; shutdown stops the receivers first,
+then drains the pipeline, then flushes exporters, so everything that got a
+success answer is processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from trm_otel._version import __version__
+from trm_otel.api import ApiContext, Sample, build_api_app
+from trm_otel.asgi_server import EmbeddedServer
+from trm_otel.asgi_spans import route_span_details
+from trm_otel.config import DaemonConfig
+from trm_otel.exporters import DebugExporter, OtlpForwarder, RetryPolicy
+from trm_otel.pipeline import Pipeline
+from trm_otel.processors.aggregation import LatencyAggregator
+from trm_otel.processors.log_counts import LogCounts
+from trm_otel.processors.metric_reader import PercentileMetricReader
+from trm_otel.processors.otlp_metrics import OtlpMetricsIngest
+from trm_otel.processors.scalar_series import ScalarSeriesStore
+from trm_otel.processors.span_processor import LatencySpanProcessor
+from trm_otel.processors.spanmetrics import spanmetrics_data
+from trm_otel.receivers import build_grpc_server, build_http_app, require_upb
+
+__all__ = ["SELF_SERVICE", "Daemon"]
+
+_logger = logging.getLogger("trm_otel.daemon")
+
+SELF_SERVICE = "trm-otel"
+_MAX_FUTURE_S = 300.0
+
+
+@dataclass
+class _Exporter:
+    id: str
+    signals: frozenset[str]
+    forwarder: OtlpForwarder | None = None
+    debug: DebugExporter | None = None
+
+
+class Daemon:
+    """One daemon process: build with a validated config, then ``await start()`` / ``stop()``."""
+
+    def __init__(self, config: DaemonConfig, *, demo: bool = False, demo_rps: float = 25.0) -> None:
+        self.config = config
+        self.demo = demo
+        self.demo_rps = demo_rps
+        latency = config.latency()
+        self.latency_config = latency
+        self.aggregator = LatencyAggregator(
+            window_s=latency.window,
+            history_s=latency.history,
+            cardinality_limit=latency.cardinality_limit,
+            track_cumulative=True,
+        )
+        self.series = ScalarSeriesStore(window_s=latency.window, history_s=latency.history)
+        self.log_counts = LogCounts(window_s=latency.window, history_s=latency.history)
+        self.metrics_ingest = OtlpMetricsIngest(self.aggregator, self.series)
+        self.pipeline = Pipeline(
+            traces=self.aggregator.add_spans,
+            metrics=self.metrics_ingest.consume,
+            logs=self.log_counts.consume,
+        )
+        self.exporters = self._build_exporters()
+        self.data_dir = Path(config.storage.path)
+        self.endpoints: dict[str, str] = {}
+        self._grpc: Any = None
+        self._servers: list[EmbeddedServer] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stop_demo = asyncio.Event()
+        self._started = False
+        self._stopped = False
+        self._started_at = time.time()
+        self._self_tracer: TracerProvider | None = None
+        self._self_meter: MeterProvider | None = None
+
+    # ------------------------------------------------------------ building
+
+    def _build_exporters(self) -> list[_Exporter]:
+        """Exporters named by a pipeline, with the signals each one receives."""
+        signals_of: dict[str, set[str]] = {}
+        for pipeline_id, pipeline in self.config.pipelines().items():
+            signal_name = pipeline_id.split("/", 1)[0]
+            for exporter_id in pipeline.exporters:
+                signals_of.setdefault(exporter_id, set()).add(signal_name)
+        built = []
+        for exporter_id, signals in sorted(signals_of.items()):
+            settings = self.config.exporters[exporter_id]
+            kind = exporter_id.split("/", 1)[0]
+            if kind == "otlp":
+                wanted = set(settings.signals)
+                chosen = (signals & wanted) | ({"spanmetrics"} & wanted)
+                forwarder = OtlpForwarder(
+                    settings.endpoint,
+                    protocol=settings.protocol,
+                    headers=settings.headers,
+                    insecure=settings.insecure,
+                    timeout_s=settings.timeout,
+                    compression=settings.compression,
+                    queue_size=settings.sending_queue.queue_size,
+                    retry=RetryPolicy(
+                        enabled=settings.retry_on_failure.enabled,
+                        initial_interval_s=settings.retry_on_failure.initial_interval,
+                        max_interval_s=settings.retry_on_failure.max_interval,
+                        max_elapsed_s=settings.retry_on_failure.max_elapsed_time,
+                    ),
+                    name=exporter_id,
+                )
+                built.append(_Exporter(exporter_id, frozenset(chosen), forwarder=forwarder))
+            elif kind == "debug":
+                built.append(_Exporter(exporter_id, frozenset(signals), debug=DebugExporter(settings.verbosity, name=exporter_id)))
+        for exporter in built:
+            for signal_name in ("traces", "metrics", "logs"):
+                if signal_name not in exporter.signals:
+                    continue
+                if exporter.forwarder is not None:
+                    forward = exporter.forwarder.send
+                    self.pipeline.add_handler(signal_name, lambda r, s=signal_name, f=forward: f(s, r), raw=True)
+                elif exporter.debug is not None:
+                    show = exporter.debug.export
+                    self.pipeline.add_handler(signal_name, lambda r, s=signal_name, d=show: d(s, r), raw=True)
+        return built
+
+    def _self_instrumentation(self) -> tuple[TracerProvider, MeterProvider]:
+        """The daemon traces its own API into its own aggregator, as service ``trm-otel``."""
+        resource = Resource.create({"service.name": SELF_SERVICE, "service.version": __version__})
+        processor = LatencySpanProcessor()
+        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider.add_span_processor(processor)
+        reader = PercentileMetricReader(self.aggregator, span_processors=[processor])
+        return tracer_provider, MeterProvider(metric_readers=[reader], resource=resource)
+
+    # --------------------------------------------------------------- start
+
+    def _prepare_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        probe = self.data_dir / ".write-probe"
+        probe.write_text(str(os.getpid()))
+        probe.unlink()
+
+    async def start(self) -> None:
+        """Listen on every configured endpoint and start processing; raises if one cannot bind."""
+        require_upb()
+        self._prepare_data_dir()
+        self.pipeline.start()
+        for exporter in self.exporters:
+            if exporter.forwarder is not None:
+                exporter.forwarder.start()
+        max_age_s = self.latency_config.history
+        grpc_settings = self.config.grpc_settings()
+        if grpc_settings is not None:
+            self._grpc, port = build_grpc_server(
+                self.pipeline,
+                endpoint=grpc_settings.endpoint,
+                max_recv_msg_size_mib=grpc_settings.max_recv_msg_size_mib,
+                max_age_s=max_age_s,
+                max_future_s=_MAX_FUTURE_S,
+            )
+            await self._grpc.start()
+            self.endpoints["otlp_grpc"] = self._announce("OTLP/gRPC receiver", grpc_settings.endpoint, port)
+        http_settings = self.config.http_settings()
+        if http_settings is not None:
+            app = build_http_app(
+                self.pipeline,
+                max_request_body_size=int(http_settings.max_request_body_size_mib * 1024 * 1024),
+                max_age_s=max_age_s,
+                max_future_s=_MAX_FUTURE_S,
+            )
+            server = EmbeddedServer(app, http_settings.endpoint, name="otlp-http")
+            port = await server.start()
+            self._servers.append(server)
+            self.endpoints["otlp_http"] = self._announce("OTLP/HTTP receiver", http_settings.endpoint, port)
+        self._self_tracer, self._self_meter = self._self_instrumentation()
+        api = build_api_app(
+            ApiContext(
+                aggregator=self.aggregator,
+                slo=self.latency_config.slo,
+                ready=self.ready,
+                health=self.health,
+                self_metrics=self.self_metrics,
+                version=__version__,
+            )
+        )
+        traced_api = OpenTelemetryMiddleware(
+            api,
+            tracer_provider=self._self_tracer,
+            meter_provider=self._self_meter,
+            default_span_details=route_span_details(api),
+            exclude_spans=["receive", "send"],
+        )
+        api_server = EmbeddedServer(traced_api, self.config.api.endpoint, name="api")
+        port = await api_server.start()
+        self._servers.append(api_server)
+        self.endpoints["api"] = self._announce("API and UI", self.config.api.endpoint, port, scheme="http://")
+        self._tasks.append(asyncio.create_task(self._export_spanmetrics_forever(), name="spanmetrics"))
+        if self.demo:
+            from trm_otel.demo import serve_shop
+
+            target = f"127.0.0.1:{self.endpoints['otlp_grpc'].rsplit(':', 1)[1]}" if "otlp_grpc" in self.endpoints else None
+            if target is None:
+                raise RuntimeError("--demo needs the OTLP/gRPC receiver enabled")
+            self._tasks.append(asyncio.create_task(serve_shop(target, self._stop_demo, port=0, rps=self.demo_rps)))
+        self._started = True
+        _logger.info("trm-otel %s ready; data in %s", __version__, self.data_dir.resolve())
+
+    def _announce(self, what: str, endpoint: str, port: int, scheme: str = "") -> str:
+        host = endpoint.rpartition(":")[0]
+        address = f"{host}:{port}"
+        _logger.info("%s listening on %s%s", what, scheme, address)
+        if host.strip("[]") in ("127.0.0.1", "localhost", "::1"):
+            _logger.info("(%s is loopback only: other hosts and containers cannot reach it)", address)
+        return address
+
+    # ---------------------------------------------------------- consumers
+
+    def ready(self) -> bool:
+        if not self._started or self._stopped:
+            return False
+        if any(not server.listening for server in self._servers):
+            return False
+        return self.data_dir.is_dir() and os.access(self.data_dir, os.W_OK)
+
+    def health(self) -> dict[str, Any]:
+        counters = self.pipeline.counters()
+        fill = counters.pending_items / counters.max_pending_items
+        checks = [
+            {
+                "name": "receivers",
+                "status": "healthy" if self.ready() else "unhealthy",
+                "detail": ", ".join(f"{k} {v}" for k, v in self.endpoints.items()) or "not started",
+            },
+            {
+                "name": "pipeline_queue",
+                "status": "healthy" if fill < 0.8 else "degraded",
+                "detail": f"{counters.pending_items} of {counters.max_pending_items} items pending",
+            },
+            {
+                "name": "data_dir",
+                "status": "healthy" if self.data_dir.is_dir() and os.access(self.data_dir, os.W_OK) else "unhealthy",
+                "detail": str(self.data_dir.resolve()),
+            },
+        ]
+        for exporter in self.exporters:
+            if exporter.forwarder is None:
+                continue
+            stats = exporter.forwarder.stats()
+            dropped = sum(stats.dropped.values())
+            checks.append(
+                {
+                    "name": f"exporter {exporter.id}",
+                    "status": "healthy" if dropped == 0 else "degraded",
+                    "detail": f"sent {sum(stats.sent.values())}, dropped {dropped}, queued {stats.queued}",
+                }
+            )
+        statuses = {check["status"] for check in checks}
+        status = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
+        return {"status": status, "checks": checks}
+
+    def self_metrics(self) -> Iterable[Sample]:
+        counters = self.pipeline.counters()
+        for fate, values in (
+            ("accepted", counters.accepted),
+            ("refused", counters.refused),
+            ("processed", counters.processed),
+            ("failed", counters.failed),
+        ):
+            for signal_name, value in values.items():
+                yield Sample(
+                    f"trm_otel_pipeline_{fate}_items_total",
+                    "counter",
+                    f"Items (spans, points, log records) {fate} by the pipeline.",
+                    {"signal": signal_name},
+                    value,
+                )
+        yield Sample("trm_otel_pipeline_pending_items", "gauge", "Items waiting for processing.", {},
+                     counters.pending_items)
+        stats = self.aggregator.stats.snapshot()
+        yield Sample("trm_otel_spans_accepted_total", "counter", "Spans aggregated.", {}, stats.accepted)
+        for reason, value in stats.rejected.items():
+            yield Sample("trm_otel_spans_rejected_total", "counter", "Spans not aggregated, by reason.",
+                         {"reason": reason}, value)
+        yield Sample("trm_otel_series", "gauge", "Span latency series.", {}, len(self.aggregator.registry))
+        for exporter in self.exporters:
+            if exporter.forwarder is None:
+                continue
+            exported = exporter.forwarder.stats()
+            for signal_name, value in exported.sent.items():
+                yield Sample("trm_otel_exporter_sent_requests_total", "counter", "Requests sent upstream.",
+                             {"exporter": exporter.id, "signal": signal_name}, value)
+            for key, value in exported.dropped.items():
+                signal_name, reason = key.split(":", 1)
+                yield Sample("trm_otel_exporter_dropped_requests_total", "counter", "Requests dropped by exporters.",
+                             {"exporter": exporter.id, "signal": signal_name, "reason": reason}, value)
+        yield Sample("trm_otel_uptime_seconds", "gauge", "Seconds since the daemon started.", {},
+                     time.time() - self._started_at)
+
+    async def _export_spanmetrics_forever(self) -> None:
+        forwarders = [e.forwarder for e in self.exporters if e.forwarder is not None and "spanmetrics" in e.signals]
+        if not forwarders:
+            return
+        while True:
+            await asyncio.sleep(self.latency_config.window)
+            await asyncio.to_thread(self._export_spanmetrics, forwarders)
+
+    def _export_spanmetrics(self, forwarders: list[OtlpForwarder]) -> None:
+        data = spanmetrics_data(self.aggregator, time.time_ns())
+        if data is None:
+            return
+        request = encode_metrics(data)
+        for forwarder in forwarders:
+            forwarder.send("metrics", request)
+
+    # ---------------------------------------------------------------- stop
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop receiving, process everything acknowledged, flush exporters. Safe twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stop_demo.set()
+        for task in self._tasks:
+            if task.get_name() == "spanmetrics":
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), grace_s)
+        if self._grpc is not None:
+            await self._grpc.stop(grace_s)
+        for server in reversed(self._servers):
+            await server.stop()
+        await asyncio.to_thread(self.pipeline.stop, grace_s * 3)
+        forwarders = [e.forwarder for e in self.exporters if e.forwarder is not None]
+        if forwarders and any("spanmetrics" in e.signals for e in self.exporters):
+            await asyncio.to_thread(self._export_spanmetrics, [e.forwarder for e in self.exporters
+                                                               if e.forwarder is not None and "spanmetrics" in e.signals])
+        for forwarder in forwarders:
+            await asyncio.to_thread(forwarder.shutdown, grace_s)
+        if self._self_tracer is not None and self._self_meter is not None:
+            self._self_tracer.shutdown()
+            self._self_meter.shutdown()
+        _logger.info("trm-otel stopped")
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM or SIGINT, then stop gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            await stop.wait()
+            _logger.info("signal received: draining and stopping")
+        finally:
+            await self.stop()
