@@ -63,6 +63,7 @@ __all__ = [
     "OtlpProtocols",
     "OtlpReceiverConfig",
     "PipelineConfig",
+    "QueueConfig",
     "RetentionConfig",
     "RetryConfig",
     "SendingQueueConfig",
@@ -511,6 +512,18 @@ class TelemetryConfig(_Model):
     logs: LogsTelemetryConfig = Field(default_factory=LogsTelemetryConfig)
 
 
+class QueueConfig(_Model):
+    """``service.queue``: how much received data may wait for processing.
+
+    Beyond ``max_pending_items`` (spans, metric points and log records
+    together) receivers answer with a retryable status (gRPC UNAVAILABLE,
+    HTTP 503) instead of accepting: clients keep the data and memory stays
+    bounded. About 200 bytes per pending span.
+    """
+
+    max_pending_items: int = Field(default=500_000, ge=1)
+
+
 # --- component maps ------------------------------------------------------------
 
 PIPELINE_SIGNALS = ("traces", "metrics", "logs")
@@ -622,6 +635,7 @@ class ServiceConfig(_Model):
 
     pipelines: Annotated[dict[str, PipelineConfig], _component_map("pipeline", _PIPELINE_TYPES)] | None = None
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
 
     @field_validator("pipelines")
     @classmethod

@@ -84,6 +84,7 @@ class Daemon:
             traces=self.aggregator.add_spans,
             metrics=self.metrics_ingest.consume,
             logs=self.log_counts.consume,
+            max_pending_items=config.service.queue.max_pending_items,
         )
         self.exporters = self._build_exporters()
         self.data_dir = Path(config.storage.path)

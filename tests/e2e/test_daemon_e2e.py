@@ -104,35 +104,74 @@ def test_raw_otlp_json_with_hex_ids_and_gzip(daemon: DaemonProcess) -> None:
     assert view["max_ms"] == pytest.approx(40.0, rel=0.01)
 
 
-def test_bad_requests_get_their_answer_and_accepted_data_is_unchanged(daemon: DaemonProcess) -> None:
-    durations = np.full(50, 7.0)
-    send_spans(GrpcSpanExporter(endpoint=daemon.grpc_endpoint, insecure=True), "e2e-steady", "op", durations, 10)
-    before = daemon.wait_for_count(50, service="e2e-steady")
-    url = f"{daemon.http_url}/v1/traces"
-    answers = [
-        httpx.post(url, content=b"\x00garbage\xff", headers={"Content-Type": "application/x-protobuf"}).status_code,
-        httpx.post(url, content=b"{}", headers={"Content-Type": "text/plain"}).status_code,
-        httpx.get(url).status_code,
-        httpx.post(url, content=b"{not json", headers={"Content-Type": "application/json"}).status_code,
-    ]
-    assert answers == [400, 415, 405, 400]
-    (after,) = daemon.get("/api/v1/latency", service="e2e-steady")["views"]
+def _valid_request(service: str, end_before_start: int = 0) -> bytes:
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    now = time.time_ns()
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    kv = resource_spans.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", service
+    scope = resource_spans.scope_spans.add()
+    for i in range(4):
+        span = scope.spans.add()
+        span.trace_id, span.span_id, span.name = bytes([7] * 16), (i + 1).to_bytes(8, "big"), "op"
+        span.start_time_unix_nano = now - 1_000_000
+        span.end_time_unix_nano = now - 2_000_000 if i < end_before_start else now
+    return request.SerializeToString()
+
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+BAD_INPUTS = {
+    "garbage bytes": ("POST", b"\x00garbage\xff\xff\xff", PROTOBUF, 400),
+    "truncated protobuf": ("POST", _valid_request("bad")[:-7], PROTOBUF, 400),
+    "wrong content type": ("POST", b"{}", {"Content-Type": "text/plain"}, 415),
+    "wrong method": ("GET", b"", {}, 405),
+    "oversized body": ("POST", b"\x00" * (21 * 1024 * 1024), PROTOBUF, 413),
+    "gzip bomb": ("POST", gzip.compress(b"\x00" * (256 * 1024 * 1024)), {**PROTOBUF, "Content-Encoding": "gzip"}, 413),
+    "invalid JSON": ("POST", b"{not json", {"Content-Type": "application/json"}, 400),
+    "end before start": ("POST", _valid_request("e2e-partial", end_before_start=1), PROTOBUF, 200),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+def test_bad_input_gets_its_spec_answer_and_accepted_data_is_unchanged(daemon: DaemonProcess, case: str) -> None:
+    service = "e2e-steady"
+    if not daemon.get("/api/v1/latency", service=service)["views"]:
+        send_spans(GrpcSpanExporter(endpoint=daemon.grpc_endpoint, insecure=True), service, "op", np.full(50, 7.0), 10)
+    (before,) = daemon.wait_for_count(50, service=service)
+    method, body, headers, status = BAD_INPUTS[case]
+    response = httpx.request(method, f"{daemon.http_url}/v1/traces", content=body, headers=headers, timeout=30)
+    assert response.status_code == status, response.content[:200]
+    if status == 200:
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        answer = trace_service_pb2.ExportTraceServiceResponse.FromString(response.content)
+        assert answer.partial_success.rejected_spans == 1
+        assert "end" in answer.partial_success.error_message
+        assert daemon.wait_for_count(3, service="e2e-partial")[0]["count"] == 3
+    elif status == 405:
+        assert "POST" in response.headers["allow"]
+    elif headers.get("Content-Type") == "application/json":
+        assert response.json()["message"], "a google.rpc.Status as JSON, saying why"
+    else:
+        from google.rpc import status_pb2
+
+        assert status_pb2.Status.FromString(response.content).message, "a google.rpc.Status body saying why"
+    (after,) = daemon.get("/api/v1/latency", service=service)["views"]
     stable = ("count", "errors", "p50_ms", "p95_ms", "p99_ms", "max_ms")
-    assert {k: after[k] for k in stable} == {k: before[0][k] for k in stable}
+    assert {k: after[k] for k in stable} == {k: before[k] for k in stable}
     assert httpx.get(f"{daemon.api_url}/readyz").status_code == 200
 
 
 def test_the_daemon_reports_its_own_api_latency_as_trm_otel(daemon: DaemonProcess) -> None:
-    for _ in range(5):
-        daemon.get("/api/v1/services")
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+    endpoints: set[str] = set()
+    while time.monotonic() < deadline and "GET /api/v1/services" not in endpoints:
         services = {s["name"] for s in daemon.get("/api/v1/services")["services"]}
-        if "trm-otel" in services:
-            break
+        endpoints = {v["endpoint"] for v in daemon.get("/api/v1/latency", service="trm-otel")["views"]}
         time.sleep(0.3)
     assert "trm-otel" in services
-    endpoints = {v["endpoint"] for v in daemon.get("/api/v1/latency", service="trm-otel")["views"]}
     assert "GET /api/v1/services" in endpoints
 
 
