@@ -32,12 +32,12 @@ from trm_otel.analysis import ChildTime
 from trm_otel.histogram import ExponentialHistogram
 from trm_otel.processors.series import SeriesKey, SeriesRegistry
 from trm_otel.processors.span_batch import SpanBatch
+from trm_otel.processors.span_table import SpanTable, group_quantiles, merged_histograms
 from trm_otel.processors.stats import PipelineStats
 
 __all__ = ["EndpointData", "LatencyAggregator", "Source", "WindowSeries"]
 
 Source = Literal["spans", "metrics"]
-_SOURCES: tuple[Source, ...] = ("spans", "metrics")
 _MAX_ORPHANS = 50_000
 
 
@@ -104,10 +104,15 @@ class LatencyAggregator:
         self.stats = stats if stats is not None else PipelineStats()
         self.clock = clock
         self.track_cumulative = track_cumulative
-        self._windows: dict[Source, dict[int, dict[int, ExponentialHistogram]]] = {s: {} for s in _SOURCES}
+        self._span_windows: dict[int, SpanTable] = {}
+        self._metric_windows: dict[int, dict[int, ExponentialHistogram]] = {}
         self._children: dict[int, dict[tuple[int, int], np.ndarray]] = {}
-        self._cumulative: dict[int, ExponentialHistogram] = {}
-        self._started_ns: dict[int, int] = {}
+        self._cumulative = SpanTable()
+        self._started_ns = np.zeros(0, dtype=np.int64)
+        self._view_keys: dict[tuple[str, str], int] = {}
+        self._view_key_list: list[tuple[str, str]] = []
+        self._view_key_of_series = np.zeros(0, dtype=np.int64)
+        self._error_of_series = np.zeros(0, dtype=bool)
         self._endpoint_ids: dict[tuple[str, str], int] = {}
         self._endpoints: list[tuple[str, str]] = []
         self._endpoint_of_series = np.zeros(0, dtype=np.int64)
@@ -135,7 +140,7 @@ class LatencyAggregator:
         durations = batch.duration_ms
         with self._lock:
             if kept:
-                self._record_groups("spans", series[keep], window[keep], durations[keep], batch.end_ns[keep])
+                self._record(series[keep], window[keep], durations[keep], batch.end_ns[keep])
             self._attribute_children(batch, series, window, keep)
             self._evict(oldest)
         self.stats.accept(kept)
@@ -175,7 +180,7 @@ class LatencyAggregator:
             return False
         series_id = self.registry.series_id(key)
         with self._lock:
-            windows = self._windows["metrics"].setdefault(window, {})
+            windows = self._metric_windows.setdefault(window, {})
             existing = windows.get(series_id)
             if existing is None:
                 windows[series_id] = histogram.copy()
@@ -183,32 +188,35 @@ class LatencyAggregator:
                 existing.merge(histogram)
         return True
 
-    def _record_groups(
-        self, source: Source, series: np.ndarray, window: np.ndarray, durations: np.ndarray, end_ns: np.ndarray
-    ) -> None:
-        first_window = int(window.min())
-        key = series * (int(window.max()) - first_window + 1) + (window - first_window)
-        order = np.argsort(key)  # one integer sort; lexsort on two keys is ~7x slower
-        key, series, window, durations = key[order], series[order], window[order], durations[order]
-        change = np.flatnonzero(key[1:] != key[:-1]) + 1
-        starts = np.concatenate(([0], change))
-        stops = np.concatenate((change, [len(series)]))
-        windows = self._windows[source]
-        first_end = int(end_ns.min())
-        for start, stop in zip(starts.tolist(), stops.tolist()):
-            series_id = int(series[start])
-            values = durations[start:stop]
-            by_series = windows.setdefault(int(window[start]), {})
-            histogram = by_series.get(series_id)
-            if histogram is None:
-                histogram = by_series[series_id] = ExponentialHistogram()
-            histogram.record(values)
-            if self.track_cumulative and source == "spans":
-                cumulative = self._cumulative.get(series_id)
-                if cumulative is None:
-                    cumulative = self._cumulative[series_id] = ExponentialHistogram()
-                    self._started_ns[series_id] = first_end
-                cumulative.record(values)
+    def _record(self, series: np.ndarray, window: np.ndarray, durations: np.ndarray, end_ns: np.ndarray) -> None:
+        """Append to each window's table (a batch usually spans one or two windows)."""
+        first = int(window.min())
+        if first == int(window.max()):
+            self._table(first).add(series, durations)
+        else:
+            for win in np.unique(window).tolist():
+                chosen = window == win
+                self._table(win).add(series[chosen], durations[chosen])
+        if self.track_cumulative:
+            self._cumulative.add(series, durations)
+            self._note_starts(series, end_ns - (durations * 1e6).astype(np.int64))
+
+    def _note_starts(self, series: np.ndarray, start_ns: np.ndarray) -> None:
+        """The earliest span start of each series begins its cumulative interval."""
+        size = len(self.registry)
+        if self._started_ns.size < size:
+            self._started_ns = np.concatenate((self._started_ns, np.zeros(size - self._started_ns.size, np.int64)))
+        never = np.iinfo(np.int64).max
+        earliest = np.full(size, never)
+        np.minimum.at(earliest, series, start_ns)
+        unknown = (self._started_ns[:size] == 0) & (earliest != never)
+        self._started_ns[:size][unknown] = earliest[unknown]
+
+    def _table(self, window: int) -> SpanTable:
+        table = self._span_windows.get(window)
+        if table is None:
+            table = self._span_windows[window] = SpanTable()
+        return table
 
     # ------------------------------------------------------- parent and child
 
@@ -311,22 +319,40 @@ class LatencyAggregator:
         return int((now - range_s) * 1e9) // self.window_ns
 
     def _evict(self, oldest: int) -> None:
-        for windows in (*self._windows.values(), self._children):
+        for windows in (self._span_windows, self._metric_windows, self._children):
             for stale in [w for w in windows if w < oldest]:
                 del windows[stale]
 
-    def _select(self, service: str | None, endpoint: str | None) -> Callable[[int], tuple[str, str] | None]:
-        registry = self.registry
+    def _view_keys_of(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per series: its (service, endpoint) key id and whether it counts errors."""
+        size = len(self.registry)
+        known = self._view_key_of_series.size
+        if known < size:
+            keys = np.empty(size - known, np.int64)
+            errors = np.empty(size - known, bool)
+            for offset, series_id in enumerate(range(known, size)):
+                info = self.registry[series_id]
+                key = (info.service, info.name)
+                key_id = self._view_keys.get(key)
+                if key_id is None:
+                    key_id = self._view_keys[key] = len(self._view_key_list)
+                    self._view_key_list.append(key)
+                keys[offset] = key_id
+                errors[offset] = info.is_error
+            self._view_key_of_series = np.concatenate((self._view_key_of_series, keys))
+            self._error_of_series = np.concatenate((self._error_of_series, errors))
+        return self._view_key_of_series[:size], self._error_of_series[:size]
 
-        def key_of(series_id: int) -> tuple[str, str] | None:
-            info = registry[series_id]
-            if service is not None and info.service != service:
-                return None
-            if endpoint is not None and info.name != endpoint:
-                return None
-            return info.service, info.name
-
-        return key_of
+    def _selected_keys(self, service: str | None, endpoint: str | None) -> np.ndarray:
+        """Boolean per view key: does it match the filter?"""
+        return np.fromiter(
+            (
+                (service is None or svc == service) and (endpoint is None or name == endpoint)
+                for svc, name in self._view_key_list
+            ),
+            bool,
+            len(self._view_key_list),
+        )
 
     def endpoints(
         self, range_s: float, service: str | None = None, endpoint: str | None = None
@@ -334,38 +360,71 @@ class LatencyAggregator:
         """Each endpoint's merged histograms over the last ``range_s`` seconds."""
         now = self.clock()
         first = self._first_window(range_s, now)
-        key_of = self._select(service, endpoint)
-        found: dict[tuple[str, str], dict[Source, tuple[list[ExponentialHistogram], list[ExponentialHistogram], int]]]
-        found = {}
         with self._lock:
-            for source in _SOURCES:
-                for win, by_series in self._windows[source].items():
-                    if win < first:
-                        continue
-                    for series_id, histogram in by_series.items():
-                        key = key_of(series_id)
-                        if key is None:
-                            continue
-                        ok, errors, earliest = found.setdefault(key, {}).setdefault(source, ([], [], win))
-                        (errors if self.registry[series_id].is_error else ok).append(histogram)
-                        if win < earliest:
-                            found[key][source] = (ok, errors, win)
-            result = []
-            for (svc, name), sources in sorted(found.items()):
-                source: Source = "spans" if "spans" in sources else "metrics"
-                ok, errors, earliest = sources[source]
-                since = max(now - range_s, earliest * self.window_ns / 1e9)
-                result.append(
-                    EndpointData(
-                        service=svc,
-                        endpoint=name,
-                        ok=ExponentialHistogram.merged(ok),
-                        errors=ExponentialHistogram.merged(errors),
-                        seconds=max(self.window_s, now - since),
-                        source=source,
-                    )
+            key_of_series, error_of_series = self._view_keys_of()
+            selected = self._selected_keys(service, endpoint)
+            wins = sorted(w for w in self._span_windows if w >= first)
+            tables = [self._span_windows[w] for w in wins]
+            n_keys = len(self._view_key_list)
+            # Groups: key * 2 + is_error, for the selected keys only.
+            group_of_series = np.where(selected[key_of_series], key_of_series * 2 + error_of_series, -1)
+            histograms = merged_histograms(tables, group_of_series, 2 * n_keys)
+            earliest: dict[int, int] = {}
+            for win, table in zip(wins, tables):
+                for key_id in np.unique(key_of_series[table.series_ids()]).tolist():
+                    earliest.setdefault(key_id, win)
+            metric_data = self._metric_endpoints(first, selected, set(earliest))
+            keys = self._view_key_list
+        result = []
+        for key_id, win in earliest.items():
+            if not selected[key_id]:
+                continue
+            ok, errors = histograms[2 * key_id], histograms[2 * key_id + 1]
+            svc, name = keys[key_id]
+            result.append(
+                EndpointData(
+                    service=svc,
+                    endpoint=name,
+                    ok=ok if ok is not None else ExponentialHistogram(),
+                    errors=errors if errors is not None else ExponentialHistogram(),
+                    seconds=self._covered(range_s, now, win),
+                    source="spans",
                 )
+            )
+        for key_id, (ok_list, error_list, win) in metric_data.items():
+            svc, name = keys[key_id]
+            result.append(
+                EndpointData(
+                    service=svc,
+                    endpoint=name,
+                    ok=ExponentialHistogram.merged(ok_list),
+                    errors=ExponentialHistogram.merged(error_list),
+                    seconds=self._covered(range_s, now, win),
+                    source="metrics",
+                )
+            )
+        result.sort(key=lambda d: (d.service, d.endpoint))
         return result
+
+    def _covered(self, range_s: float, now: float, earliest_window: int) -> float:
+        """Seconds of the range that had data: from the earliest window (or range start) to now."""
+        since = max(now - range_s, earliest_window * self.window_ns / 1e9)
+        return max(self.window_s, now - since)
+
+    def _metric_endpoints(
+        self, first: int, selected: np.ndarray, with_spans: set[int]
+    ) -> dict[int, tuple[list[ExponentialHistogram], list[ExponentialHistogram], int]]:
+        """Meter-recorded histograms of selected keys that have no span data in the range."""
+        key_of_series, error_of_series = self._view_keys_of()
+        found: dict[int, tuple[list[ExponentialHistogram], list[ExponentialHistogram], int]] = {}
+        for win in sorted(w for w in self._metric_windows if w >= first):
+            for series_id, histogram in self._metric_windows[win].items():
+                key_id = int(key_of_series[series_id])
+                if not selected[key_id] or key_id in with_spans:
+                    continue
+                ok, errors, earliest = found.setdefault(key_id, ([], [], win))
+                (errors if error_of_series[series_id] else ok).append(histogram)
+        return found
 
     def window_series(
         self, range_s: float, service: str | None = None, endpoint: str | None = None
@@ -373,37 +432,61 @@ class LatencyAggregator:
         """Per-window P95 and request count of each endpoint, for trend fitting.
 
         Only closed windows: the open one is still filling and would read
-        as a sudden drop in throughput.
+        as a sudden drop in throughput. Span data is answered without
+        building a histogram per window (:func:`group_quantiles`).
         """
         now = self.clock()
         first = self._first_window(range_s, now)
         last = int(now * 1e9) // self.window_ns - 1
-        key_of = self._select(service, endpoint)
-        per_key: dict[tuple[str, str], dict[Source, dict[int, list[ExponentialHistogram]]]] = {}
+        if last < first:
+            return []
+        wins = np.arange(first, last + 1)
+        empty = SpanTable()
         with self._lock:
-            for source in _SOURCES:
-                for win, by_series in self._windows[source].items():
-                    if not first <= win <= last:
-                        continue
-                    for series_id, histogram in by_series.items():
-                        key = key_of(series_id)
-                        if key is not None:
-                            per_key.setdefault(key, {}).setdefault(source, {}).setdefault(win, []).append(histogram)
-            result = []
-            for (svc, name), sources in sorted(per_key.items()):
-                by_window = sources.get("spans") or sources["metrics"]
-                if not by_window:
-                    continue
-                wins = np.arange(min(by_window), last + 1)
-                p95 = np.full(len(wins), np.nan)
-                counts = np.zeros(len(wins), dtype=np.int64)
-                for i, win in enumerate(wins.tolist()):
-                    histograms = by_window.get(win)
-                    if histograms:
-                        merged = ExponentialHistogram.merged(histograms)
-                        p95[i] = merged.quantile(0.95)
-                        counts[i] = merged.count
-                result.append(WindowSeries(svc, name, wins * self.window_ns / 1e9, p95, counts))
+            key_of_series, _ = self._view_keys_of()
+            selected = self._selected_keys(service, endpoint)
+            tables = [self._span_windows.get(w, empty) for w in wins.tolist()]
+            group_of_series = np.where(selected[key_of_series], key_of_series, -1)
+            p95, counts = group_quantiles(tables, group_of_series, len(self._view_key_list), 0.95)
+            metric_windows = {w: dict(self._metric_windows[w]) for w in wins.tolist() if w in self._metric_windows}
+            keys = list(self._view_key_list)
+        result = []
+        starts_s = wins * self.window_ns / 1e9
+        for key_id in np.flatnonzero(counts.sum(axis=0)).tolist():
+            begin = int(np.flatnonzero(counts[:, key_id])[0])
+            svc, name = keys[key_id]
+            result.append(WindowSeries(svc, name, starts_s[begin:], p95[begin:, key_id], counts[begin:, key_id]))
+        with_spans = {(r.service, r.endpoint) for r in result}
+        result.extend(self._metric_window_series(metric_windows, wins, key_of_series, selected, keys, with_spans))
+        result.sort(key=lambda w: (w.service, w.endpoint))
+        return result
+
+    def _metric_window_series(
+        self,
+        metric_windows: dict[int, dict[int, ExponentialHistogram]],
+        wins: np.ndarray,
+        key_of_series: np.ndarray,
+        selected: np.ndarray,
+        keys: list[tuple[str, str]],
+        with_spans: set[tuple[str, str]],
+    ) -> list[WindowSeries]:
+        per_key: dict[int, dict[int, list[ExponentialHistogram]]] = {}
+        for win, by_series in metric_windows.items():
+            for series_id, histogram in by_series.items():
+                key_id = int(key_of_series[series_id])
+                if selected[key_id] and keys[key_id] not in with_spans:
+                    per_key.setdefault(key_id, {}).setdefault(win, []).append(histogram)
+        result = []
+        for key_id, by_window in per_key.items():
+            own = wins[wins >= min(by_window)]
+            p95 = np.full(own.size, np.nan)
+            counts = np.zeros(own.size, np.int64)
+            for i, win in enumerate(own.tolist()):
+                if win in by_window:
+                    merged = ExponentialHistogram.merged(by_window[win])
+                    p95[i], counts[i] = merged.quantile(0.95), merged.count
+            svc, name = keys[key_id]
+            result.append(WindowSeries(svc, name, own * self.window_ns / 1e9, p95, counts))
         return result
 
     def child_times(self, range_s: float, service: str | None = None) -> list[ChildTime]:
@@ -440,7 +523,18 @@ class LatencyAggregator:
             )
         return result
 
-    def cumulative(self) -> Iterable[tuple[int, int, ExponentialHistogram]]:
-        """``(series id, start ns, since-start histogram)`` of every span series."""
+    def cumulative(self) -> list[tuple[int, int, ExponentialHistogram]]:
+        """``(series id, start ns, since-start histogram)`` of every span series with data."""
         with self._lock:
-            return [(sid, self._started_ns[sid], h.copy()) for sid, h in self._cumulative.items()]
+            series = self._cumulative.series_ids()
+            if series.size == 0:
+                return []
+            group_of_series = np.full(self._cumulative.count.size, -1, np.int64)
+            group_of_series[series] = np.arange(series.size)
+            histograms = merged_histograms([self._cumulative], group_of_series, series.size)
+            starts = self._started_ns
+            return [
+                (int(sid), int(starts[sid]) if sid < starts.size else 0, histogram)
+                for sid, histogram in zip(series.tolist(), histograms)
+                if histogram is not None
+            ]

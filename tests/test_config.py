@@ -575,6 +575,7 @@ def test_public_names() -> None:
         "OtlpReceiverConfig",
         "PIPELINE_SIGNALS",
         "PipelineConfig",
+        "QueueConfig",
         "RetentionConfig",
         "RetryConfig",
         "SendingQueueConfig",

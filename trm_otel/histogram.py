@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # the conversions import OTel lazily: the hot path needs nump
     from opentelemetry.proto.metrics.v1 import metrics_pb2
     from opentelemetry.sdk.metrics.export import ExponentialHistogramDataPoint
 
-__all__ = ["DEFAULT_MAX_SCALE", "DEFAULT_MAX_SIZE", "ExponentialHistogram"]
+__all__ = ["DEFAULT_MAX_SCALE", "DEFAULT_MAX_SIZE", "ExponentialHistogram", "bucket_indexes", "bucket_values"]
 
 DEFAULT_MAX_SCALE: int = 6
 DEFAULT_MAX_SIZE: int = 2048
@@ -102,6 +102,21 @@ def _units(positive: np.ndarray, base_scale: int, shift: int) -> np.ndarray:
         np.multiply(mant, 2.0**-shift, out=mant)  # exact: power-of-two factor
         np.floor(mant, out=mant)
     return mant
+
+
+def bucket_indexes(positive: np.ndarray, scale: int = DEFAULT_MAX_SCALE) -> np.ndarray:
+    """Bucket index (int64) of each strictly positive value at ``scale``.
+
+    The same indexing ``record`` uses, for callers that keep many series'
+    buckets as columns and build histograms later with :meth:`ExponentialHistogram.from_buckets`.
+    """
+    base = max(scale, 0)
+    return _units(np.asarray(positive, dtype=np.float64), base, base - scale).astype(np.int64)
+
+
+def bucket_values(indexes: npt.ArrayLike, scale: int = DEFAULT_MAX_SCALE) -> np.ndarray:
+    """The log-midpoint each bucket reports as its quantile value."""
+    return _exp2((np.asarray(indexes, dtype=np.float64) + 0.5) * 2.0**-scale)
 
 
 def _fit_shift(lo: int, hi: int, max_size: int) -> int:
@@ -360,6 +375,35 @@ class ExponentialHistogram:
         self.sum += float(np.dot(v, c.astype(np.float64)))
         self.min = min(self.min, lo_value)
         self.max = max(self.max, hi_value)
+
+    @classmethod
+    def from_buckets(
+        cls,
+        indexes: np.ndarray,
+        counts: np.ndarray,
+        *,
+        zero_count: int,
+        total: float,
+        lo: float,
+        hi: float,
+        scale: int = DEFAULT_MAX_SCALE,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ) -> ExponentialHistogram:
+        """A histogram from sparse bucket counts at ``scale`` (see :func:`bucket_indexes`).
+
+        Downscales if the buckets span more than ``max_size``; ``count`` is
+        ``zero_count`` plus the bucket counts.
+        """
+        out = cls(scale, max_size)
+        if len(indexes):
+            out._add_units(np.asarray(indexes, dtype=np.float64), np.asarray(counts, dtype=np.int64))
+        out.zero_count = int(zero_count)
+        out.count = out.zero_count + int(out.counts.sum())
+        if out.count:
+            out.sum = float(total)
+            out.min = float(lo)
+            out.max = float(hi)
+        return out
 
     def _units_of(self, positive: np.ndarray) -> np.ndarray:
         base = max(self.max_scale, 0)

@@ -50,7 +50,7 @@ def test_views_merge_windows_exactly_like_one_histogram() -> None:
     single.record(durations)
     assert data.ok.quantiles([0.5, 0.95, 0.99]) == single.quantiles([0.5, 0.95, 0.99])
     assert data.ok.count == 20_000
-    assert len(agg._windows["spans"]) >= 29
+    assert len(agg._span_windows) >= 29
 
 
 def test_spans_older_than_history_are_rejected_and_counted() -> None:
@@ -66,7 +66,7 @@ def test_old_windows_are_evicted_as_the_clock_moves() -> None:
     agg.add_spans(batch(["op"], [NOW - 1], [1.0]))
     clock[0] = NOW + 120
     agg.add_spans(batch(["op"], [clock[0] - 1], [2.0]))
-    assert len(agg._windows["spans"]) == 1
+    assert len(agg._span_windows) == 1
     assert [d.ok.count for d in agg.endpoints(3600)] == [1]
 
 
