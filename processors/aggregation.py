@@ -19,7 +19,6 @@ is traced and metered would otherwise count every request twice.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -62,6 +61,36 @@ class WindowSeries:
     window_start_s: np.ndarray
     p95_ms: np.ndarray
     counts: np.ndarray
+
+
+_NAME_BITS = 24
+_MAX_NAME_CODES = 1 << _NAME_BITS
+_MAX_SERVICE_CODES = 1 << 20
+
+
+class _Codes(dict):  # type: ignore[type-arg]
+    """str -> dense int, assigning the next one to a string never seen."""
+
+    def __missing__(self, key: str) -> int:
+        value = self[key] = len(self)
+        return value
+
+
+class _KeyCodes:
+    """A cache from packed (service, name, kind, status) codes to series ids."""
+
+    __slots__ = ("known", "names", "series", "services")
+
+    def __init__(self) -> None:
+        self.services = _Codes()
+        self.names = _Codes()
+        self.known = np.zeros(0, np.int64)  # sorted packed codes
+        self.series = np.zeros(0, np.int64)  # their series ids
+
+    def learn(self, codes: np.ndarray, series: np.ndarray) -> None:
+        known = np.concatenate((self.known, codes))
+        order = np.argsort(known, kind="stable")
+        self.known, self.series = known[order], np.concatenate((self.series, series))[order]
 
 
 class _Orphans:
@@ -117,6 +146,7 @@ class LatencyAggregator:
         self._endpoints: list[tuple[str, str]] = []
         self._endpoint_of_series = np.zeros(0, dtype=np.int64)
         self._orphans = _Orphans()
+        self._codes = _KeyCodes()
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ input
@@ -130,7 +160,6 @@ class LatencyAggregator:
         n = len(batch)
         if n == 0:
             return 0
-        series = self._series_ids(batch)
         window = batch.end_ns // self.window_ns
         oldest = self._oldest_window()
         keep = window >= oldest
@@ -139,6 +168,7 @@ class LatencyAggregator:
             self.stats.reject("outside_history", n - kept)
         durations = batch.duration_ms
         with self._lock:
+            series = self._series_ids(batch)
             if kept:
                 self._record(series[keep], window[keep], durations[keep], batch.end_ns[keep])
             self._attribute_children(batch, series, window, keep)
@@ -147,30 +177,36 @@ class LatencyAggregator:
         return kept
 
     def _series_ids(self, batch: SpanBatch) -> np.ndarray:
-        """Series id per span: strings are coded once per batch, keys looked up once per distinct key.
+        """Series id per span with no Python work per span for keys seen before.
 
-        A string's code is the row of its first occurrence, so each distinct
-        combined code decodes back to a row holding that key: no second sort.
+        Service and span names get stable integer codes (a dict lookup in C
+        per span); the four key fields pack into one int64 that a sorted
+        array maps to its series id. Only keys never seen before go through
+        the registry, once each.
         """
         n = len(batch)
-        if batch.service.count(batch.service[0]) == n:  # identity-fast: usually one service
-            service_code = np.zeros(n, np.int64)
-        else:
-            service_code = np.fromiter(map({}.setdefault, batch.service, itertools.count()), np.int64, n)
-        name_code = np.fromiter(map({}.setdefault, batch.name, itertools.count()), np.int64, n)
-        combined = ((service_code * n + name_code) * 8 + batch.kind) * 4 + batch.status
+        codes = self._codes
+        if len(codes.names) > _MAX_NAME_CODES or len(codes.services) > _MAX_SERVICE_CODES:
+            self._codes = codes = _KeyCodes()  # junk names: start the cache over, ids stay
+        services = np.fromiter(map(codes.services.__getitem__, batch.service), np.int64, n)
+        names = np.fromiter(map(codes.names.__getitem__, batch.name), np.int64, n)
+        combined = (((services << _NAME_BITS) | names) << 5) | (batch.kind.astype(np.int64) << 2) | batch.status
         unique, inverse = np.unique(combined, return_inverse=True)
-        lookup = self.registry.series_id
-        service, name = batch.service, batch.name
-        ids = np.fromiter(
-            (
-                lookup((service[code // (32 * n)], name[(code // 32) % n], (code // 4) % 8, code % 4))
-                for code in unique.tolist()
-            ),
-            np.int64,
-            len(unique),
-        )
-        return ids[inverse.ravel()]
+        inverse = inverse.ravel()
+        position = np.searchsorted(codes.known, unique)
+        position = np.minimum(position, max(codes.known.size - 1, 0))
+        found = codes.known[position] == unique if codes.known.size else np.zeros(unique.size, bool)
+        ids = np.where(found, codes.series[position] if codes.known.size else 0, -1)
+        if not found.all():
+            first = np.full(unique.size, n, np.int64)
+            np.minimum.at(first, inverse, np.arange(n))
+            lookup = self.registry.series_id
+            fresh = np.flatnonzero(~found)
+            for j in fresh.tolist():
+                row = int(first[j])
+                ids[j] = lookup((batch.service[row], batch.name[row], int(batch.kind[row]), int(batch.status[row])))
+            codes.learn(unique[fresh], ids[fresh])
+        return ids[inverse]
 
     def add_histogram(self, key: SeriesKey, end_ns: int, histogram: ExponentialHistogram) -> bool:
         """Merge a latency histogram (ms) recorded by an OTel meter into its window."""
