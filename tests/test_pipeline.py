@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from trm_otel.pipeline import Pipeline
 
@@ -74,3 +75,25 @@ def test_stop_processes_everything_accepted_then_refuses() -> None:
     assert pipeline.stop(5)
     assert len(seen) == 100
     assert not pipeline.offer_logs("late", records=1)
+
+
+def test_queued_offers_are_coalesced_but_raw_handlers_see_every_request() -> None:
+    release = threading.Event()
+    seen, raw = [], []
+
+    def slow_first(batch: Batch) -> None:
+        release.wait(5)
+        seen.append(list(batch))
+
+    pipeline = Pipeline(traces=slow_first, coalesce={"traces": lambda parts: Batch(x for p in parts for x in p)})
+    pipeline.add_handler("traces", raw.append, raw=True)
+    pipeline.start()
+    pipeline.offer_traces(Batch([0]), request="r0")
+    time.sleep(0.1)  # the worker is now blocked in the first batch
+    for i in range(1, 4):
+        pipeline.offer_traces(Batch([i]), request=f"r{i}")
+    release.set()
+    pipeline.stop()
+    assert seen == [[0], [1, 2, 3]]
+    assert raw == ["r0", "r1", "r2", "r3"]
+    assert pipeline.counters().processed["traces"] == 4

@@ -42,6 +42,7 @@ from trm_otel.processors.log_counts import LogCounts
 from trm_otel.processors.metric_reader import PercentileMetricReader
 from trm_otel.processors.otlp_metrics import OtlpMetricsIngest
 from trm_otel.processors.scalar_series import ScalarSeriesStore
+from trm_otel.processors.span_batch import SpanBatch
 from trm_otel.processors.span_processor import LatencySpanProcessor
 from trm_otel.processors.spanmetrics import spanmetrics_data
 from trm_otel.receivers import build_grpc_server, build_http_app, require_upb
@@ -85,6 +86,7 @@ class Daemon:
             metrics=self.metrics_ingest.consume,
             logs=self.log_counts.consume,
             max_pending_items=config.service.queue.max_pending_items,
+            coalesce={"traces": SpanBatch.concat},
         )
         self.exporters = self._build_exporters()
         self.data_dir = Path(config.storage.path)

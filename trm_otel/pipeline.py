@@ -61,7 +61,10 @@ class Pipeline:
     ``traces`` handlers receive a ``SpanBatch``; ``metrics`` handlers an
     ``ExportMetricsServiceRequest``; ``logs`` handlers an
     ``ExportLogsServiceRequest``. A handler that raises is logged and
-    counted under ``failed``; the others still run.
+    counted under ``failed``; the others still run. With ``coalesce`` a
+    signal's queued offers are combined (up to ``max_coalesced_items``)
+    before its handlers run, so a backlog is worked off in larger, cheaper
+    calls; raw handlers still get every request.
     """
 
     def __init__(
@@ -71,6 +74,8 @@ class Pipeline:
         metrics: list[Callable[[Any], Any]] | Callable[[Any], Any] | None = None,
         logs: list[Callable[[Any], Any]] | Callable[[Any], Any] | None = None,
         max_pending_items: int = 500_000,
+        coalesce: dict[Signal, Callable[[list[Any]], Any]] | None = None,
+        max_coalesced_items: int = 20_000,
     ) -> None:
         if max_pending_items < 1:
             raise ValueError(f"max_pending_items must be >= 1, got {max_pending_items}")
@@ -81,6 +86,8 @@ class Pipeline:
             "logs": _as_list(logs),
         }
         self._raw_handlers: dict[Signal, list[Callable[[Any], Any]]] = {"traces": [], "metrics": [], "logs": []}
+        self._coalesce = dict(coalesce or {})
+        self._max_coalesced_items = max_coalesced_items
         self._queue: deque[tuple[Signal, tuple[Any, Any], int]] = deque()
         self._pending = 0
         self._lock = threading.Lock()
@@ -143,11 +150,21 @@ class Pipeline:
                 if not self._queue:
                     return
                 signal, (decoded, raw), items = self._queue.popleft()
+                raws = [raw]
+                combine = self._coalesce.get(signal)
+                if combine is not None and self._queue and self._queue[0][0] == signal:
+                    # Under load, hand the handlers several offers at once.
+                    parts = [decoded]
+                    while self._queue and self._queue[0][0] == signal and items < self._max_coalesced_items:
+                        _, (more, more_raw), more_items = self._queue.popleft()
+                        parts.append(more)
+                        raws.append(more_raw)
+                        items += more_items
+                    decoded = combine(parts)
                 self._busy = True
             try:
                 calls = [(h, decoded) for h in self._handlers[signal]]
-                if raw is not None:
-                    calls += [(h, raw) for h in self._raw_handlers[signal]]
+                calls += [(h, r) for r in raws if r is not None for h in self._raw_handlers[signal]]
                 for handler, payload in calls:
                     try:
                         handler(payload)
