@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 from opentelemetry.sdk.trace import TracerProvider
 
+if __package__ in (None, ""):  # run as a script: make `benchmarks` and `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import trm_otel
 from trm_otel.histogram import ExponentialHistogram
 from trm_otel.processors import LatencyAggregator, LatencySpanProcessor
@@ -169,7 +172,13 @@ def bench_queries(rounds: int) -> Section:
     return section
 
 
-BENCHMARKS: list[Callable[[int], Section]] = [bench_span_overhead, bench_aggregation, bench_queries]
+def bench_daemon(rounds: int) -> Section:
+    from benchmarks.throughput import bench_daemon_throughput
+
+    return bench_daemon_throughput(rounds)
+
+
+BENCHMARKS: list[Callable[[int], Section]] = [bench_span_overhead, bench_aggregation, bench_queries, bench_daemon]
 
 
 def render(sections: list[Section]) -> str:

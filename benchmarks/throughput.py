@@ -186,7 +186,7 @@ def bench_daemon_throughput(rounds: int):
     from benchmarks.run import Section
 
     section = Section("Daemon throughput: OTLP/gRPC, 1000-span requests, end to end")
-    figures = measure(per_sender=60 if rounds < 5 else 150)
+    figures = measure(per_sender=100 if rounds < 5 else 300)
     ratio = figures["daemon"] / figures["count_only"]
     section.add("count-only gRPC server (parse + count)", f"{figures['count_only'] / 1e3:.0f} k spans/s")
     section.add("daemon, until /api/v1 counts every span", f"{figures['daemon'] / 1e3:.0f} k spans/s",
