@@ -25,14 +25,12 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -47,6 +45,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from trm_otel.config_source import Positions, expand_env, read_yaml
 from trm_otel.errors import ConfigError
 from trm_otel.slo import SloPolicy, SloTarget, slo_policy
 
@@ -911,124 +910,6 @@ def _same_address(a: str, b: str) -> bool:
     return host_a == host_b or host_a in _WILDCARDS or host_b in _WILDCARDS
 
 
-# --- ${env:VAR} ---------------------------------------------------------------
-
-_SUBSTITUTION = re.compile(r"\$\$\{|\$\{([^}]*)(\})?")
-_ENV_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
-
-
-def _expand_env(value: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
-    """``value`` with ``${env:VAR}`` / ``${env:VAR:-default}`` replaced in every string value.
-
-    A default is used when the variable is unset or empty (the shell's
-    ``:-``). ``$${`` is a literal ``${``. Problems are appended with their
-    location instead of raised, so one run reports every missing variable.
-    """
-    if isinstance(value, str):
-        return _expand_string(value, loc, problems)
-    if isinstance(value, Mapping):
-        return {k: _expand_env(v, (*loc, k if isinstance(k, str) else str(k)), problems) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand_env(v, (*loc, i), problems) for i, v in enumerate(value)]
-    return value
-
-
-def _expand_string(text: str, loc: Loc, problems: list[tuple[Loc, str]]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$${":
-            return "${"
-        if match.group(2) is None:
-            problems.append((loc, f"unterminated '${{' in {text!r} (write '$${{' for a literal '${{')"))
-            return match.group(0)
-        ref = _ENV_REF.match(match.group(1))
-        if ref is None:
-            bare = _ENV_REF.match(f"env:{match.group(1)}")
-            hint = f"did you mean '${{env:{match.group(1)}}}'?" if bare else "use ${env:VAR} or ${env:VAR:-default}"
-            problems.append((loc, f"unsupported substitution {match.group(0)!r} ({hint})"))
-            return match.group(0)
-        name, default = ref.group(1), ref.group(2)
-        found = os.environ.get(name)
-        if default is not None and not found:
-            return default
-        if found is None:
-            problems.append((loc, f"environment variable {name} is not set (set it, or write ${{env:{name}:-default}})"))
-            return ""
-        return found
-
-    return _SUBSTITUTION.sub(replace, text)
-
-
-# --- YAML and problem locations ----------------------------------------------
-
-
-class _Positions:
-    """Line and column of every key in the file, looked up by rendered key path."""
-
-    _SEGMENT = re.compile(r'\["(.*?)"\]|\[(\d+)\]|\.?([^.\[\]"]+)')
-
-    def __init__(self, root: yaml.Node | None) -> None:
-        self._root = root
-
-    def find(self, path: str) -> tuple[int, int]:
-        """1-based (line, column) of ``path``, or of its nearest ancestor in the file."""
-        node = self._root
-        if node is None:
-            return (1, 1)
-        mark = node.start_mark
-        for quoted, index, plain in self._SEGMENT.findall(path):
-            if isinstance(node, yaml.MappingNode):
-                key = quoted or plain or index
-                pairs = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key]
-                if not pairs:
-                    break
-                mark, node = pairs[-1][0].start_mark, pairs[-1][1]  # the last one wins, as in PyYAML
-            elif isinstance(node, yaml.SequenceNode) and index and int(index) < len(node.value):
-                node = node.value[int(index)]
-                mark = node.start_mark
-            else:
-                break
-        return (mark.line + 1, mark.column + 1)
-
-
-def _duplicate_keys(node: yaml.Node | None, loc: Loc, seen: set[int], out: list[tuple[Loc, str]]) -> None:
-    """Keys given twice in one mapping: PyYAML keeps the last silently, a classic lost setting."""
-    if node is None or id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        lines: dict[str, int] = {}
-        for key, value in node.value:
-            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
-                continue
-            if key.value in lines:
-                out.append(((*loc, key.value), f"duplicate key (first at line {lines[key.value]})"))
-            else:
-                lines[key.value] = key.start_mark.line + 1
-            _duplicate_keys(value, (*loc, key.value), seen, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _duplicate_keys(item, (*loc, index), seen, out)
-
-
-def _read_yaml(text: str, source: str) -> tuple[Any, _Positions, list[tuple[Loc, str]]]:
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        duplicates: list[tuple[Loc, str]] = []
-        _duplicate_keys(node, (), set(), duplicates)
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
-        message = f"invalid YAML: {', '.join(part for part in (err.context, err.problem) if part)}"
-        raise ConfigError([(where, message)]) from None
-    except yaml.YAMLError as err:
-        raise ConfigError([(source, f"invalid YAML: {err}")]) from None
-    finally:
-        loader.dispose()
-    return data, _Positions(node), duplicates
-
-
 def _rendered(problems: list[tuple[Loc, str]]) -> list[tuple[str, str]]:
     """Key-path text for locations, through the one translation in :mod:`trm_otel.errors`."""
     if not problems:
@@ -1037,7 +918,7 @@ def _rendered(problems: list[tuple[Loc, str]]) -> list[tuple[str, str]]:
     return list(ConfigError.from_validation_error(err, "", DaemonConfig).problems)
 
 
-def _parse(data: Any, source: str, positions: _Positions | None, found: list[tuple[Loc, str]]) -> DaemonConfig:
+def _parse(data: Any, source: str, positions: Positions | None, found: list[tuple[Loc, str]]) -> DaemonConfig:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -1045,7 +926,7 @@ def _parse(data: Any, source: str, positions: _Positions | None, found: list[tup
         sections = "receivers, processors, exporters, storage, api, service"
         raise ConfigError([(where, f"the config must be a mapping of sections ({sections}), got {type(data).__name__}")])
     env_problems: list[tuple[Loc, str]] = []
-    expanded = _expand_env(data, (), env_problems)
+    expanded = expand_env(data, (), env_problems)
     structural: list[tuple[str, str]] = []
     ignored: list[str] = []
     config: DaemonConfig | None = None
@@ -1084,7 +965,7 @@ def _slo_hints(problems: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def _located(problems: list[tuple[str, str]], source: str, positions: _Positions | None) -> list[tuple[str, str]]:
+def _located(problems: list[tuple[str, str]], source: str, positions: Positions | None) -> list[tuple[str, str]]:
     """Each key path prefixed by where it is: ``file:line:col`` (in file order) or just ``source``."""
     if positions is None:
         return [(": ".join(part for part in (source, path) if part), message) for path, message in problems]
@@ -1125,7 +1006,7 @@ def load_config(path: str | Path | None = None, *, data_dir: str | Path | None =
             raise ConfigError([(source, "cannot read the config file: not UTF-8 text")]) from None
         except OSError as err:
             raise ConfigError([(source, f"cannot read the config file: {err.strerror or err}")]) from None
-        data, positions, duplicates = _read_yaml(text, source)
+        data, positions, duplicates = read_yaml(text, source)
         config = _parse(data, source, positions, duplicates)
     if data_dir is not None:
         storage = config.storage.model_copy(update={"path": Path(data_dir)})

@@ -494,7 +494,7 @@ def test_metrics_is_prometheus_text_with_self_metrics_and_span_latency() -> None
             got = duration.value("traces_span_metrics_duration_milliseconds_bucket", **labels, le=f"{bound:g}")
             exact = int(np.count_nonzero(values <= bound))
             near = int(np.count_nonzero((values > bound / 1.011) & (values <= bound * 1.011)))
-            assert abs(got - exact) <= near, (service, name, status, le, got, exact)
+            assert abs(got - exact) <= near, (service, name, status, bound, got, exact)
 
 
 def test_metrics_are_gzipped_for_scrapers_that_accept_it() -> None:
