@@ -247,7 +247,21 @@ class _Model(BaseModel):
         return {} if data is None else data
 
 
-class GrpcServerConfig(_Model):
+class _ServerConfig(_Model):
+    """A server section: its ``endpoint`` split for binding."""
+
+    endpoint: str
+
+    @property
+    def host(self) -> str:
+        return host_port(self.endpoint)[0]
+
+    @property
+    def port(self) -> int:
+        return host_port(self.endpoint)[1]
+
+
+class GrpcServerConfig(_ServerConfig):
     """``protocols.grpc``: where OTLP/gRPC listens and the largest message it takes.
 
     4 MiB is gRPC's own default and the Collector's; bigger batches are
@@ -258,19 +272,11 @@ class GrpcServerConfig(_Model):
     max_recv_msg_size_mib: int = Field(default=4, gt=0)
 
     @property
-    def host(self) -> str:
-        return host_port(self.endpoint)[0]
-
-    @property
-    def port(self) -> int:
-        return host_port(self.endpoint)[1]
-
-    @property
     def max_recv_msg_size_bytes(self) -> int:
         return self.max_recv_msg_size_mib * 1024 * 1024
 
 
-class HttpServerConfig(_Model):
+class HttpServerConfig(_ServerConfig):
     """``protocols.http``: where OTLP/HTTP listens and the largest body it takes.
 
     The limit applies after decompression (a gzip bomb is as large as what
@@ -279,14 +285,6 @@ class HttpServerConfig(_Model):
 
     endpoint: ListenEndpoint = "127.0.0.1:4318"
     max_request_body_size_mib: int = Field(default=20, gt=0)
-
-    @property
-    def host(self) -> str:
-        return host_port(self.endpoint)[0]
-
-    @property
-    def port(self) -> int:
-        return host_port(self.endpoint)[1]
 
     @property
     def max_request_body_size_bytes(self) -> int:
@@ -451,18 +449,10 @@ class StorageConfig(_Model):
         return value
 
 
-class ApiConfig(_Model):
+class ApiConfig(_ServerConfig):
     """``api``: where the HTTP API and dashboards listen."""
 
     endpoint: ListenEndpoint = "127.0.0.1:8080"
-
-    @property
-    def host(self) -> str:
-        return host_port(self.endpoint)[0]
-
-    @property
-    def port(self) -> int:
-        return host_port(self.endpoint)[1]
 
 
 class PipelineConfig(_Model):
