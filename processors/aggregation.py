@@ -33,6 +33,7 @@ from trm_otel.processors.series import SeriesKey, SeriesRegistry
 from trm_otel.processors.span_batch import SpanBatch
 from trm_otel.processors.span_table import SpanTable, group_quantiles, merged_histograms
 from trm_otel.processors.stats import PipelineStats
+from trm_otel.processors.windows import WindowGrid
 
 __all__ = ["EndpointData", "LatencyAggregator", "Source", "WindowSeries"]
 
@@ -122,13 +123,10 @@ class LatencyAggregator:
         clock: Callable[[], float] = time.time,
         track_cumulative: bool = False,
     ) -> None:
-        if not window_s > 0:
-            raise ValueError(f"window_s must be > 0, got {window_s}")
-        if history_s < window_s:
-            raise ValueError(f"history_s ({history_s}) must be at least window_s ({window_s})")
-        self.window_s = float(window_s)
-        self.window_ns = int(round(window_s * 1e9))
-        self.history_s = float(history_s)
+        self.grid = WindowGrid(float(window_s), float(history_s))
+        self.window_s = self.grid.window_s
+        self.window_ns = self.grid.window_ns
+        self.history_s = self.grid.history_s
         self.registry = SeriesRegistry(cardinality_limit)
         self.stats = stats if stats is not None else PipelineStats()
         self.clock = clock
@@ -349,10 +347,10 @@ class LatencyAggregator:
     # ------------------------------------------------------------------ reads
 
     def _oldest_window(self) -> int:
-        return int((self.clock() - self.history_s) * 1e9) // self.window_ns
+        return self.grid.oldest(self.clock())
 
     def _first_window(self, range_s: float, now: float) -> int:
-        return int((now - range_s) * 1e9) // self.window_ns
+        return self.grid.first(range_s, now)
 
     def _evict(self, oldest: int) -> None:
         for windows in (self._span_windows, self._metric_windows, self._children):

@@ -40,6 +40,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from trm_otel.processors.span_batch import UNKNOWN_SERVICE
+from trm_otel.processors.windows import WindowGrid
 
 __all__ = ["SEVERITIES", "LogCounts", "severity_of_text"]
 
@@ -99,16 +100,13 @@ class LogCounts:
         max_services: int = 10_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not window_s > 0:
-            raise ValueError(f"window_s must be > 0, got {window_s}")
-        if history_s < window_s:
-            raise ValueError(f"history_s ({history_s}) must be at least window_s ({window_s})")
+        self.grid = WindowGrid(float(window_s), float(history_s))
         if max_services < 1:
             raise ValueError(f"max_services must be >= 1, got {max_services}")
-        self.window_s = float(window_s)
-        self.window_ns = int(round(window_s * 1e9))
-        self.history_s = float(history_s)
-        self._history_windows = int(history_s * 1e9) // self.window_ns + 1
+        self.window_s = self.grid.window_s
+        self.window_ns = self.grid.window_ns
+        self.history_s = self.grid.history_s
+        self._history_windows = self.grid.history_windows
         self.max_services = max_services
         self.clock = clock
         self._started_s = clock()
@@ -170,7 +168,7 @@ class LogCounts:
 
     def _evict(self, now_ns: int) -> int:
         """Drop windows and services older than the history; return the oldest window kept."""
-        oldest = (now_ns - int(self.history_s * 1e9)) // self.window_ns
+        oldest = self.grid.oldest(now_ns / 1e9)
         for window in [w for w in self._windows if w < oldest]:
             del self._windows[window]
         for service in [s for s, w in self._last_window.items() if w < oldest]:
@@ -180,7 +178,7 @@ class LogCounts:
     # ------------------------------------------------------------------ reads
 
     def _totals(self, range_s: float, now: float) -> tuple[dict[str, np.ndarray], int | None]:
-        first = int((now - range_s) * 1e9) // self.window_ns
+        first = self.grid.first(range_s, now)
         totals: dict[str, np.ndarray] = {}
         earliest = None
         with self._lock:

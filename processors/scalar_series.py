@@ -51,6 +51,8 @@ from typing import Literal
 
 import numpy as np
 
+from trm_otel.processors.windows import WindowGrid
+
 __all__ = ["Kind", "Latest", "ScalarKey", "ScalarSeriesStore", "SeriesInfo"]
 
 #: (metric name, service.name, point attributes sorted by key, values hashable)
@@ -130,16 +132,13 @@ class ScalarSeriesStore:
         max_series: int = 200_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not window_s > 0:
-            raise ValueError(f"window_s must be > 0, got {window_s}")
-        if history_s < window_s:
-            raise ValueError(f"history_s ({history_s}) must be at least window_s ({window_s})")
+        self.grid = WindowGrid(float(window_s), float(history_s))
         if series_limit < 1 or max_series < 1:
             raise ValueError(f"series_limit and max_series must be >= 1, got {series_limit} and {max_series}")
-        self.window_s = float(window_s)
-        self.window_ns = int(round(window_s * 1e9))
-        self.history_s = float(history_s)
-        self._history_windows = int(history_s * 1e9) // self.window_ns + 1
+        self.window_s = self.grid.window_s
+        self.window_ns = self.grid.window_ns
+        self.history_s = self.grid.history_s
+        self._history_windows = self.grid.history_windows
         self.series_limit = series_limit
         self.max_series = max_series
         self.clock = clock
@@ -250,7 +249,7 @@ class ScalarSeriesStore:
         return series, window
 
     def _oldest_window(self) -> int:
-        return int((self.clock() - self.history_s) * 1e9) // self.window_ns
+        return self.grid.oldest(self.clock())
 
     def _sweep(self, oldest: int) -> None:
         """Drop windows before ``oldest`` and series with nothing newer.
@@ -310,7 +309,7 @@ class ScalarSeriesStore:
         """
         if field not in ("value", "count", "sum", "mean"):
             raise ValueError(f"field must be one of value, count, sum, mean; got {field!r}")
-        first = int((self.clock() - range_s) * 1e9) // self.window_ns
+        first = self.grid.first(range_s, self.clock())
         with self._lock:
             series = self._series.get(key)
             if series is None:

@@ -224,7 +224,7 @@ def test_service_limit(clock) -> None:
 def test_constructor_errors_name_the_rule() -> None:
     with pytest.raises(ValueError, match="window_s must be > 0, got -1"):
         LogCounts(window_s=-1)
-    with pytest.raises(ValueError, match=r"history_s \(1\.0\) must be at least window_s \(10\)"):
+    with pytest.raises(ValueError, match=r"history_s \(1\) must be at least window_s \(10\)"):
         LogCounts(window_s=10, history_s=1.0)
     with pytest.raises(ValueError, match="max_services must be >= 1, got 0"):
         LogCounts(max_services=0)
