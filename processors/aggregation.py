@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -555,6 +555,42 @@ class LatencyAggregator:
                     parents=int(parents),
                 )
             )
+        return result
+
+    def window_histograms(
+        self, series_ids: Sequence[int], first_window: int, last_window: int
+    ) -> dict[int, list[tuple[int, ExponentialHistogram]]]:
+        """Per span series: ``(window index, histogram)`` for windows in ``[first, last]`` with data.
+
+        What storage flushes and what queries over recent data read; one
+        vectorized pass per window, a histogram only where there is data.
+        """
+        wanted = np.asarray(series_ids, np.int64)
+        result: dict[int, list[tuple[int, ExponentialHistogram]]] = {int(s): [] for s in wanted.tolist()}
+        if wanted.size == 0:
+            return result
+        group_of_series = np.full(max(len(self.registry), int(wanted.max()) + 1), -1, np.int64)
+        group_of_series[wanted] = np.arange(wanted.size)
+        with self._lock:
+            windows = sorted((w, t) for w, t in self._span_windows.items() if first_window <= w <= last_window)
+            for win, table in windows:
+                for series_id, histogram in zip(wanted.tolist(), table.histograms(group_of_series, wanted.size)):
+                    if histogram is not None:
+                        result[series_id].append((win, histogram))
+        return result
+
+    def windows_with_data(self) -> list[int]:
+        """Window indexes held in memory (spans or meter histograms), oldest first."""
+        with self._lock:
+            return sorted(set(self._span_windows) | set(self._metric_windows))
+
+    def metric_window_histograms(self, first_window: int, last_window: int) -> dict[int, list[tuple[int, ExponentialHistogram]]]:
+        """Per meter-recorded series: ``(window index, histogram)`` in ``[first, last]``."""
+        result: dict[int, list[tuple[int, ExponentialHistogram]]] = {}
+        with self._lock:
+            for win in sorted(w for w in self._metric_windows if first_window <= w <= last_window):
+                for series_id, histogram in self._metric_windows[win].items():
+                    result.setdefault(series_id, []).append((win, histogram.copy()))
         return result
 
     def cumulative(self) -> list[tuple[int, int, ExponentialHistogram]]:
