@@ -35,7 +35,7 @@ from trm_otel.processors.span_table import SpanTable, group_quantiles, merged_hi
 from trm_otel.processors.stats import PipelineStats
 from trm_otel.processors.windows import WindowGrid
 
-__all__ = ["EndpointData", "LatencyAggregator", "Source", "WindowSeries"]
+__all__ = ["EndpointData", "Flushable", "LatencyAggregator", "Source", "WindowSeries"]
 
 Source = Literal["spans", "metrics"]
 _MAX_ORPHANS = 50_000
@@ -51,6 +51,14 @@ class EndpointData:
     errors: ExponentialHistogram
     seconds: float
     source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class Flushable:
+    """What storage should receive: per window, span tables and meter histograms by series id."""
+
+    spans: dict[int, SpanTable]
+    metrics: dict[int, dict[int, ExponentialHistogram]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +153,9 @@ class LatencyAggregator:
         self._endpoint_of_series = np.zeros(0, dtype=np.int64)
         self._orphans = _Orphans()
         self._codes = _KeyCodes()
+        self._flushed_through = -1  # windows up to here have been handed to storage
+        self._late: dict[int, SpanTable] = {}
+        self._late_metrics: dict[int, dict[int, ExponentialHistogram]] = {}
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ input
@@ -214,12 +225,15 @@ class LatencyAggregator:
             return False
         series_id = self.registry.series_id(key)
         with self._lock:
-            windows = self._metric_windows.setdefault(window, {})
-            existing = windows.get(series_id)
-            if existing is None:
-                windows[series_id] = histogram.copy()
-            else:
-                existing.merge(histogram)
+            targets = [self._metric_windows.setdefault(window, {})]
+            if window <= self._flushed_through:
+                targets.append(self._late_metrics.setdefault(window, {}))
+            for windows in targets:
+                existing = windows.get(series_id)
+                if existing is None:
+                    windows[series_id] = histogram.copy()
+                else:
+                    existing.merge(histogram)
         return True
 
     def _record(self, series: np.ndarray, window: np.ndarray, durations: np.ndarray, end_ns: np.ndarray) -> None:
@@ -227,10 +241,14 @@ class LatencyAggregator:
         first = int(window.min())
         if first == int(window.max()):
             self._table(first).add(series, durations)
+            if first <= self._flushed_through:
+                self._late_table(first).add(series, durations)
         else:
             for win in np.unique(window).tolist():
                 chosen = window == win
                 self._table(win).add(series[chosen], durations[chosen])
+                if win <= self._flushed_through:
+                    self._late_table(win).add(series[chosen], durations[chosen])
         if self.track_cumulative:
             self._cumulative.add(series, durations)
             self._note_starts(series, end_ns - (durations * 1e6).astype(np.int64))
@@ -245,6 +263,12 @@ class LatencyAggregator:
         np.minimum.at(earliest, series, start_ns)
         unknown = (self._started_ns[:size] == 0) & (earliest != never)
         self._started_ns[:size][unknown] = earliest[unknown]
+
+    def _late_table(self, window: int) -> SpanTable:
+        table = self._late.get(window)
+        if table is None:
+            table = self._late[window] = SpanTable()
+        return table
 
     def _table(self, window: int) -> SpanTable:
         table = self._span_windows.get(window)
@@ -353,7 +377,7 @@ class LatencyAggregator:
         return self.grid.first(range_s, now)
 
     def _evict(self, oldest: int) -> None:
-        for windows in (self._span_windows, self._metric_windows, self._children):
+        for windows in (self._span_windows, self._metric_windows, self._children, self._late, self._late_metrics):
             for stale in [w for w in windows if w < oldest]:
                 del windows[stale]
 
@@ -578,6 +602,38 @@ class LatencyAggregator:
                     if histogram is not None:
                         result[series_id].append((win, histogram))
         return result
+
+    def take_flushable(self, through_window: int) -> Flushable:
+        """Hand windows up to ``through_window`` to storage, once, plus late data since.
+
+        A window is handed over when the caller considers it closed; spans
+        that arrive for it afterwards still update memory and are collected
+        separately, so storage (which merges) receives each span exactly once.
+        """
+        with self._lock:
+            start = self._flushed_through
+            spans = {w: t.copy() for w, t in self._span_windows.items() if start < w <= through_window}
+            metrics = {
+                w: {sid: h.copy() for sid, h in by_series.items()}
+                for w, by_series in self._metric_windows.items()
+                if start < w <= through_window
+            }
+            late_spans, self._late = self._late, {}
+            late_metrics, self._late_metrics = self._late_metrics, {}
+            for w, table in late_spans.items():
+                if w in spans:
+                    spans[w].merge(table)  # cannot happen twice: w was flushed before
+                else:
+                    spans[w] = table
+            for w, by_series in late_metrics.items():
+                merged = metrics.setdefault(w, {})
+                for sid, histogram in by_series.items():
+                    if sid in merged:
+                        merged[sid].merge(histogram)
+                    else:
+                        merged[sid] = histogram
+            self._flushed_through = max(self._flushed_through, through_window)
+        return Flushable(spans, metrics)
 
     def windows_with_data(self) -> list[int]:
         """Window indexes held in memory (spans or meter histograms), oldest first."""

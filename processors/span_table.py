@@ -118,6 +118,17 @@ class SpanTable:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return self._chunks[0]
 
+    def copy(self) -> SpanTable:
+        """An independent snapshot (compacted), safe to read while this one keeps growing."""
+        other = SpanTable()
+        other.count, other.zero, other.total = self.count.copy(), self.zero.copy(), self.total.copy()
+        other.lo, other.hi = self.lo.copy(), self.hi.copy()
+        keys, counts = self.rows()
+        if keys.size:
+            other._chunks = [(keys.copy(), counts.copy())]
+            other._rows = other._compacted = keys.size
+        return other
+
     def series_ids(self) -> np.ndarray:
         """Series with data in this table."""
         return np.flatnonzero(self.count)

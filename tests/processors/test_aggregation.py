@@ -107,3 +107,16 @@ def test_window_series_has_one_point_per_closed_window() -> None:
     assert series.counts.tolist() == [3] * 9 + [0]
     assert np.all(np.diff(series.p95_ms[:9]) > 0)
     assert np.isnan(series.p95_ms[9])
+
+
+def test_take_flushable_hands_each_span_to_storage_once_even_when_late() -> None:
+    agg = aggregator()
+    window = int(NOW * 1e9) // agg.window_ns
+    agg.add_spans(batch(["op"] * 3, [NOW - 25, NOW - 15, NOW + 1], [1.0, 2.0, 3.0]))
+    first = agg.take_flushable(window - 1)  # everything but the open window
+    assert {w - window: t.count.sum() for w, t in first.spans.items()} == {-3: 1, -2: 1}
+    agg.add_spans(batch(["op"], [NOW - 16], [4.0]))  # late, for a flushed window
+    second = agg.take_flushable(window)
+    assert {w - window: int(t.count.sum()) for w, t in second.spans.items()} == {-2: 1, 0: 1}
+    assert [d.ok.count for d in agg.endpoints(300)] == [4], "memory still has everything"
+    assert agg.take_flushable(window).spans == {}
