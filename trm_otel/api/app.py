@@ -14,6 +14,7 @@ Routes (the contract is ARCHITECTURE.md, "HTTP API")::
     GET /api/v1/latency          ?service=&endpoint=&range=5m
     GET /api/v1/bottlenecks      ?service=&range=15m&limit=10
     GET /api/v1/trends           ?service=&endpoint=&range=1h
+    GET /api/v1/query            ?q=&time= | ?q=&start=&end=&step= (Prometheus-shaped; see api.query)
     GET /metrics                 Prometheus text exposition 0.0.4
 
 Every answer but ``/metrics`` is JSON, errors included: ``{"error": "..."}``
@@ -23,6 +24,8 @@ bug. ``range`` is capped at what the aggregator keeps in memory; the answer's
 ``range_s`` says which range was actually used. ``/healthz``, ``/readyz`` and
 ``/metrics`` ignore query parameters: probers and scrape configs add their own.
 ``/metrics`` is gzipped when the scraper accepts it (Prometheus does).
+``/api/v1/query`` answers its errors in Prometheus' shape instead
+(``{"status": "error", "errorType": ..., "error": ...}``).
 
 The app runs on the daemon's event loop next to the receivers, so nothing
 that merges histograms runs on the loop: queries and scrapes go to worker
@@ -50,11 +53,13 @@ from starlette.routing import Route
 
 from trm_otel.api.params import BadParameter, Query
 from trm_otel.api.prometheus import CONTENT_TYPE, Sample
+from trm_otel.api.query import QueryRoute
 from trm_otel.api.responses import compressed, error_response, json_response
 from trm_otel.api.scrape import scrape
 from trm_otel.api.services import service_summaries
 from trm_otel.processors.aggregation import LatencyAggregator
 from trm_otel.processors.latency_report import bottleneck_report, latency_views, trend_report
+from trm_otel.series_source import SeriesSource
 from trm_otel.slo import SloPolicy
 from trm_otel.views import view_to_dict
 
@@ -78,7 +83,9 @@ class ApiContext:
     usable; ``health`` returns ``{"status": "healthy"|"degraded"|"unhealthy",
     "checks": [{"name", "status", "detail"}]}``; ``self_metrics`` yields the
     daemon's own counters for ``/metrics``. All three are called on a worker
-    thread, once per request.
+    thread, once per request. ``query_source`` is what ``/api/v1/query``
+    reads (memory, or memory stitched to storage); without one that route
+    answers 503. Its apdex defaults come from ``slo``.
     """
 
     aggregator: LatencyAggregator
@@ -87,6 +94,7 @@ class ApiContext:
     health: Callable[[], dict[str, Any]]
     self_metrics: Callable[[], Iterable[Sample]]
     version: str
+    query_source: SeriesSource | None = None
 
 
 class _Handlers:
@@ -216,6 +224,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 def build_api_app(context: ApiContext) -> Starlette:
     """The ASGI app serving the API over ``context``."""
     handlers = _Handlers(context)
+    query = QueryRoute(context.query_source, context.slo, context.aggregator.clock, handlers._compute)
     get = ["GET"]  # starlette adds HEAD
     routes = [
         Route("/healthz", handlers.healthz, methods=get),
@@ -225,6 +234,7 @@ def build_api_app(context: ApiContext) -> Starlette:
         Route("/api/v1/latency", handlers.latency, methods=get),
         Route("/api/v1/bottlenecks", handlers.bottlenecks, methods=get),
         Route("/api/v1/trends", handlers.trends, methods=get),
+        Route("/api/v1/query", query.handle, methods=get),
         Route("/metrics", handlers.metrics, methods=get),
     ]
     return Starlette(

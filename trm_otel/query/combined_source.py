@@ -1,0 +1,106 @@
+"""Recent windows from memory, older ones from storage: one source stitched by time.
+
+    >>> source = CombinedSource(MemorySource(aggregator, scalars), storage,        # doctest: +SKIP
+    ...                         boundary_s=daemon.oldest_unflushed_window_start)
+
+Every window is read from exactly one side: windows starting before
+``boundary_s()`` from ``older``, from it onward from ``recent``. The daemon's
+boundary is the start of the oldest window it still holds in memory that is
+not yet flushed, so nothing is counted twice and nothing falls between the
+two; it moves as windows are flushed and evicted, hence a callable, read
+once per call.
+
+A series both sides know (same metric, labels and kind) becomes one series
+whose windows are the older side's followed by the recent side's; a series
+only one side knows passes through. ``histogram_sum_windows`` (the optional
+:class:`~trm_otel.query.evaluator.HistogramSumSource` method) reads each
+side that has it and refuses, with a :class:`QueryError`, a time range that
+reaches a side without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trm_otel.histogram import ExponentialHistogram
+from trm_otel.query.errors import QueryError
+from trm_otel.series_source import Matcher, SeriesRef, SeriesSource
+
+__all__ = ["CombinedKey", "CombinedSource"]
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedKey:
+    """A combined series' handle: its key on each side, ``None`` where unknown."""
+
+    recent: Hashable | None
+    older: Hashable | None
+
+
+class CombinedSource:
+    """``older`` before ``boundary_s()``, ``recent`` from it onward; ``window_s`` is recent's."""
+
+    def __init__(self, recent: SeriesSource, older: SeriesSource, boundary_s: Callable[[], float]) -> None:
+        self.recent = recent
+        self.older = older
+        self.boundary_s = boundary_s
+        self.window_s = recent.window_s
+
+    def select(self, metric: str, matchers: Sequence[Matcher], tenant: str = "default") -> list[SeriesRef]:
+        """The union of both sides' series, merged by identical metric, labels and kind."""
+        merged: dict[tuple[Any, ...], tuple[SeriesRef, dict[str, Hashable]]] = {}
+        for side, source in (("older", self.older), ("recent", self.recent)):
+            for ref in source.select(metric, matchers, tenant):
+                identity = (ref.metric, tuple(sorted(ref.labels.items())), ref.kind)
+                merged.setdefault(identity, (ref, {}))[1][side] = ref.key
+        return [
+            SeriesRef(CombinedKey(keys.get("recent"), keys.get("older")), ref.metric, dict(ref.labels), ref.kind)
+            for ref, keys in merged.values()
+        ]
+
+    def latency_windows(
+        self, refs: Sequence[SeriesRef], start_s: float, end_s: float
+    ) -> dict[Hashable, list[tuple[float, ExponentialHistogram]]]:
+        return self._stitched("latency_windows", refs, start_s, end_s)
+
+    def scalar_windows(
+        self, refs: Sequence[SeriesRef], start_s: float, end_s: float
+    ) -> dict[Hashable, list[tuple[float, float]]]:
+        return self._stitched("scalar_windows", refs, start_s, end_s)
+
+    def histogram_sum_windows(
+        self, refs: Sequence[SeriesRef], start_s: float, end_s: float
+    ) -> dict[Hashable, list[tuple[float, float]]]:
+        """Histogram sums, when the side(s) the time range touches keep them."""
+        return self._stitched("histogram_sum_windows", refs, start_s, end_s)
+
+    def _stitched(
+        self, method: str, refs: Sequence[SeriesRef], start_s: float, end_s: float
+    ) -> dict[Hashable, list[Any]]:
+        boundary = self.boundary_s()
+        result: dict[Hashable, list[Any]] = {ref.key: [] for ref in refs}
+        for side, source, lo, hi in (
+            ("older", self.older, start_s, min(end_s, boundary)),
+            ("recent", self.recent, max(start_s, boundary), end_s),
+        ):
+            if hi <= lo:
+                continue
+            own = {}
+            for ref in refs:
+                key = getattr(ref.key, side)
+                if key is not None:
+                    own[key] = ref
+            if not own:
+                continue
+            read = getattr(source, method, None)
+            if read is None:
+                raise QueryError(
+                    f"the {side} data source ({type(source).__name__}) does not keep histogram sums; use count or rate"
+                )
+            side_refs = [SeriesRef(key, ref.metric, ref.labels, ref.kind) for key, ref in own.items()]
+            for key, windows in read(side_refs, lo, hi).items():
+                if key in own:
+                    result[own[key].key].extend(windows)
+        return result
