@@ -45,7 +45,9 @@ from trm_otel.processors.scalar_series import ScalarSeriesStore
 from trm_otel.processors.span_batch import SpanBatch
 from trm_otel.processors.span_processor import LatencySpanProcessor
 from trm_otel.processors.spanmetrics import spanmetrics_data
+from trm_otel.query import MemorySource
 from trm_otel.receivers import build_grpc_server, build_http_app, require_upb
+from trm_otel.series_source import SeriesSource
 
 __all__ = ["SELF_SERVICE", "Daemon"]
 
@@ -89,6 +91,7 @@ class Daemon:
             coalesce={"traces": SpanBatch.concat},
         )
         self.exporters = self._build_exporters()
+        self.query_source: SeriesSource = MemorySource(self.aggregator, self.series)
         self.data_dir = Path(config.storage.path)
         self.endpoints: dict[str, str] = {}
         self._grpc: Any = None
@@ -206,6 +209,7 @@ class Daemon:
                 health=self.health,
                 self_metrics=self.self_metrics,
                 version=__version__,
+                query_source=self.query_source,
             )
         )
         traced_api = OpenTelemetryMiddleware(

@@ -202,3 +202,19 @@ def test_serve_demo_shows_live_demo_data_within_seconds(tmp_path: Path) -> None:
         assert {"GET /products", "POST /checkout", "GET /search"} <= endpoints
         kinds = {b["kind"] for b in process.get("/api/v1/bottlenecks", service="demo-shop")["bottlenecks"]}
         assert "time_share" in kinds
+
+
+def test_query_api_answers_prometheus_shaped(daemon: DaemonProcess) -> None:
+    durations = np.random.default_rng(21).lognormal(np.log(50), 0.5, 500)
+    send_spans(GrpcSpanExporter(endpoint=daemon.grpc_endpoint, insecure=True), "e2e-query", "GET /q", durations, 25)
+    (view,) = daemon.wait_for_count(500, service="e2e-query")
+    time.sleep(1.2)  # let the newest 1 s window close
+    answer = daemon.get("/api/v1/query", q='p99(traces.span.metrics.duration{service.name="e2e-query"}[5m]) by (span.name)')
+    assert answer["status"] == "success" and answer["data"]["resultType"] == "vector"
+    (sample,) = answer["data"]["result"]
+    assert sample["metric"] == {"span.name": "GET /q"}
+    assert float(sample["value"][1]) == pytest.approx(view["p99_ms"], rel=1e-6)
+    errors = daemon.get("/api/v1/query", q='error_rate(traces.span.metrics.duration{service.name="e2e-query"}[5m])')
+    assert float(errors["data"]["result"][0]["value"][1]) == pytest.approx(20 / 500)
+    bad = httpx.get(f"{daemon.api_url}/api/v1/query", params={"q": "p95{"})
+    assert bad.status_code == 400 and bad.json()["error"].startswith("1:4: ")
