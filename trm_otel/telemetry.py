@@ -13,7 +13,11 @@ and an SDK ``MeterProvider`` with the percentile reader, so everything the
 application records through OpenTelemetry (spans, ASGI duration histograms)
 feeds the same per-window histograms. With ``otlp_endpoint`` the standard
 OTLP exporters send traces, the application's metrics and the span-derived
-spanmetrics to any OTLP backend.
+spanmetrics to any OTLP backend. With ``system_metrics`` (the default) the
+same meter provider carries the host and process instruments
+(``system.cpu.utilization``, ``process.memory.usage``, ...), and
+``health()`` sums host thresholds and registered checks up as healthy,
+degraded or unhealthy.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ from trm_otel.processors.metric_reader import PercentileMetricReader
 from trm_otel.processors.span_processor import LatencySpanProcessor
 from trm_otel.processors.stats import StatsSnapshot
 from trm_otel.slo import SloPolicy, SloTarget
+from trm_otel.system.health import CheckFn, HealthMonitor, HealthReport, register_health_instruments
+from trm_otel.system.instruments import register_system_instruments
+from trm_otel.system.readings import PsutilReader
 from trm_otel.views import Bottleneck, LatencyView, Trend
 
 __all__ = ["Telemetry", "configure"]
@@ -61,10 +68,12 @@ class Telemetry:
         meter_provider: MeterProvider,
         reader: PercentileMetricReader,
         config: LatencyProcessorConfig,
+        health_monitor: HealthMonitor | None = None,
     ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.config = config
+        self.health_monitor = health_monitor if health_monitor is not None else HealthMonitor()
         self._reader = reader
         self._shutdown_lock = threading.Lock()
         self._is_shutdown = False
@@ -107,6 +116,24 @@ class Telemetry:
         range_s = self._range(range)
         self._collect()
         return trend_report(self.aggregator, self.slo, range_s, service, endpoint)
+
+    def health(self) -> HealthReport:
+        """Host thresholds and every registered check, run now; returns within the largest check time-out.
+
+        ``health().to_dict()`` is the JSON the daemon serves at ``/api/v1/health``.
+        """
+        return self.health_monitor.report()
+
+    def register_health_check(
+        self, name: str, fn: CheckFn, timeout_s: float | str = 5.0, critical: bool = True
+    ) -> None:
+        """Add a check to ``health()``: ``fn`` is sync or async and returns a bool or ``(bool, detail)``.
+
+        An exception, any other return value or running past ``timeout_s``
+        fails it with the reason; a failing critical check makes the report
+        unhealthy, a non-critical one degraded.
+        """
+        self.health_monitor.register_health_check(name, fn, timeout_s, critical)
 
     def stats(self) -> StatsSnapshot:
         """Spans accepted, dropped (buffer full), rejected and repaired, by reason."""
@@ -187,6 +214,7 @@ def configure(
     resource_attributes: Mapping[str, Any] | None = None,
     metric_export_interval: str | float = "60s",
     metric_readers: list[MetricReader] | None = None,
+    system_interval: str | float = "30s",
 ) -> Telemetry:
     """Set up tracing, metrics and latency processing for this process.
 
@@ -195,8 +223,10 @@ def configure(
     {...}}}}``. ``set_global`` installs the providers as the OpenTelemetry
     globals, which is what instrumentation libraries use. Bad arguments raise
     :class:`~trm_otel.errors.ConfigError` naming each one. ``system_metrics``
-    is accepted for forward compatibility: host and process instruments are
-    registered once the system monitor ships; until then it has no effect.
+    registers the host and process instruments (semantic-convention names)
+    on the meter provider, read with psutil at most every ``system_interval``
+    (however often readers collect) and shared with the health monitor's
+    host thresholds; without it ``health()`` has only the registered checks.
     """
     config = latency_processor_config(
         "",
@@ -212,6 +242,10 @@ def configure(
         export_interval_s = parse_duration(metric_export_interval)
     except ValueError as err:
         raise ConfigError([("metric_export_interval", str(err))]) from None
+    try:
+        system_interval_s = parse_duration(system_interval)
+    except ValueError as err:
+        raise ConfigError([("system_interval", str(err))]) from None
 
     resource = Resource.create({**(resource_attributes or {}), "service.name": service_name})
     exporters = _otlp_exporters(otlp_endpoint, otlp_protocol) if otlp_endpoint is not None else None
@@ -237,6 +271,9 @@ def configure(
         readers.append(PeriodicExportingMetricReader(exporters[1], export_interval_millis=export_interval_s * 1000))
     meter_provider = MeterProvider(metric_readers=readers, resource=resource)
     _register_stats_instruments(meter_provider, aggregator)
+    host = register_system_instruments(meter_provider, PsutilReader(), system_interval_s) if system_metrics else None
+    health_monitor = HealthMonitor(host, check_interval_s=system_interval_s)
+    register_health_instruments(meter_provider, health_monitor)
 
     if set_global:
         trace.set_tracer_provider(tracer_provider)
@@ -247,7 +284,7 @@ def configure(
         config.window,
         f"{otlp_protocol} {otlp_endpoint}" if otlp_endpoint else "off",
     )
-    return Telemetry(tracer_provider, meter_provider, reader, config)
+    return Telemetry(tracer_provider, meter_provider, reader, config, health_monitor)
 
 
 def _register_stats_instruments(meter_provider: MeterProvider, aggregator: LatencyAggregator) -> None:
