@@ -56,7 +56,7 @@ INVALID: dict[str, list[str]] = {
     ],
     "invalid_component_ids.yaml": [
         "2:3: receivers.otlpp: unknown receiver type 'otlpp' (did you mean 'otlp'?)",
-        "3:3: receivers.hostmetrics: unknown receiver type 'hostmetrics' (known: otlp)",
+        "3:3: receivers.jaeger: unknown receiver type 'jaeger' (known: hostmetrics, otlp)",
         "4:3: receivers.otlp/: invalid receiver id 'otlp/' (use 'type' or 'type/name')",
         "5:3: receivers.otlp/with space: invalid receiver id 'otlp/with space' (use 'type' or 'type/name')",
         "7:3: processors.batch: unknown processor type 'batch' (known: latency)",
@@ -567,6 +567,8 @@ def test_public_names() -> None:
         "DebugExporterConfig",
         "Duration",
         "GrpcServerConfig",
+        "HOSTMETRICS_SCRAPERS",
+        "HostMetricsReceiverConfig",
         "HttpServerConfig",
         "LatencyProcessorConfig",
         "LogsTelemetryConfig",
@@ -593,3 +595,20 @@ def test_public_names() -> None:
     ]
     for name in config_module.__all__:
         assert hasattr(config_module, name)
+
+
+def test_hostmetrics_receiver_feeds_only_the_metrics_pipeline_by_default() -> None:
+    config = parse_config({"receivers": {"otlp": None, "hostmetrics": {"collection_interval": "5s", "scrapers": {"cpu": {}, "memory": None}}}})
+    pipelines = config.pipelines()
+    assert pipelines["metrics"].receivers == ("otlp", "hostmetrics")
+    assert pipelines["traces"].receivers == ("otlp",)
+    hostmetrics = config.hostmetrics()
+    assert hostmetrics is not None
+    assert (hostmetrics.collection_interval, hostmetrics.enabled_scrapers()) == (5.0, ("cpu", "memory"))
+    assert list(config.receivers_in_use()) == ["otlp"]
+
+
+def test_hostmetrics_unknown_scraper_is_named_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"receivers": {"hostmetrics": {"scrapers": {"memmory": {}}}}}, source="")
+    assert str(caught.value) == "receivers.hostmetrics.scrapers: unknown scraper 'memmory' (did you mean 'memory'?)"

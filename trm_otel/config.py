@@ -55,6 +55,8 @@ __all__ = [
     "DebugExporterConfig",
     "Duration",
     "GrpcServerConfig",
+    "HOSTMETRICS_SCRAPERS",
+    "HostMetricsReceiverConfig",
     "HttpServerConfig",
     "LatencyProcessorConfig",
     "LogsTelemetryConfig",
@@ -331,6 +333,44 @@ class OtlpReceiverConfig(_Model):
     protocols: OtlpProtocols = Field(default_factory=lambda: OtlpProtocols.model_validate({}))
 
 
+#: The Collector's hostmetrics scraper names that trm-otel implements.
+HOSTMETRICS_SCRAPERS = ("cpu", "load", "memory", "paging", "disk", "filesystem", "network", "processes", "process")
+
+
+class HostMetricsReceiverConfig(_Model):
+    """``receivers.hostmetrics``: this host's metrics, as the Collector's receiver scrapes them.
+
+    ``scrapers`` names what to collect (``cpu: {}``, ``memory: {}``, ...);
+    left out, all of them. Readings become series under their semantic
+    convention names, queryable like any received metric.
+    """
+
+    collection_interval: Duration = 30.0
+    scrapers: dict[str, None] | None = None
+
+    @field_validator("scrapers", mode="before")
+    @classmethod
+    def _known_scrapers(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise ValueError("expected a mapping of scraper names (e.g. {cpu: {}, memory: {}})")
+        problems = []
+        for name, settings in value.items():
+            if name not in HOSTMETRICS_SCRAPERS:
+                close = _closest(str(name), HOSTMETRICS_SCRAPERS)
+                hint = f"did you mean {close!r}?" if close else f"known: {', '.join(HOSTMETRICS_SCRAPERS)}"
+                problems.append(f"unknown scraper {name!r} ({hint})")
+            elif settings not in (None, {}):
+                problems.append(f"scraper {name!r} takes no settings")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return dict.fromkeys(value)
+
+    def enabled_scrapers(self) -> tuple[str, ...]:
+        return HOSTMETRICS_SCRAPERS if self.scrapers is None else tuple(self.scrapers)
+
+
 # --- exporters -----------------------------------------------------------------
 
 Signal = Literal["traces", "metrics", "logs", "spanmetrics"]
@@ -601,7 +641,7 @@ def _id_problem(cid: Any, kind: str, types: Mapping[str, Any]) -> str | None:
     return f"unknown {kind} type {match.group(1)!r} ({hint})"
 
 
-_RECEIVER_TYPES: dict[str, type[BaseModel]] = {"otlp": OtlpReceiverConfig}
+_RECEIVER_TYPES: dict[str, type[BaseModel]] = {"otlp": OtlpReceiverConfig, "hostmetrics": HostMetricsReceiverConfig}
 _PROCESSOR_TYPES: dict[str, type[BaseModel]] = {"latency": LatencyProcessorConfig}
 _EXPORTER_TYPES: dict[str, type[BaseModel]] = {"otlp": OtlpExporterConfig, "debug": DebugExporterConfig}
 _PIPELINE_TYPES: dict[str, type[BaseModel]] = dict.fromkeys(PIPELINE_SIGNALS, PipelineConfig)
@@ -648,7 +688,8 @@ class DaemonConfig(_Model):
     """
 
     receivers: Annotated[
-        dict[str, OtlpReceiverConfig], _component_map("receiver", _RECEIVER_TYPES, _default_receivers)
+        dict[str, OtlpReceiverConfig | HostMetricsReceiverConfig],
+        _component_map("receiver", _RECEIVER_TYPES, _default_receivers),
     ] = Field(default_factory=_default_receivers)
     processors: Annotated[
         dict[str, LatencyProcessorConfig], _component_map("processor", _PROCESSOR_TYPES, _default_processors)
@@ -692,9 +733,13 @@ class DaemonConfig(_Model):
         if not self.receivers:
             return {}
         latency = tuple(pid for pid in self.processors if component_type(pid) == "latency")
-        return {
-            signal: PipelineConfig(receivers=tuple(self.receivers), processors=latency) for signal in PIPELINE_SIGNALS
-        }
+        pipelines = {}
+        for signal in PIPELINE_SIGNALS:
+            # hostmetrics produces metrics only, as in the Collector
+            receivers = tuple(r for r in self.receivers if signal == "metrics" or component_type(r) != "hostmetrics")
+            if receivers:
+                pipelines[signal] = PipelineConfig(receivers=receivers, processors=latency)
+        return pipelines
 
     def latency(self) -> LatencyProcessorConfig:
         """The first latency processor's settings, or the defaults when there is none."""
@@ -704,9 +749,20 @@ class DaemonConfig(_Model):
         return LatencyProcessorConfig()
 
     def receivers_in_use(self) -> dict[str, OtlpReceiverConfig]:
-        """Receivers some pipeline names, in config order: the ones to start (as in the Collector)."""
+        """OTLP receivers some pipeline names, in config order: the ones to start (as in the Collector)."""
         used = {rid for pipeline in self.pipelines().values() for rid in pipeline.receivers}
-        return {rid: receiver for rid, receiver in self.receivers.items() if rid in used}
+        return {
+            rid: receiver
+            for rid, receiver in self.receivers.items()
+            if rid in used and isinstance(receiver, OtlpReceiverConfig)
+        }
+
+    def hostmetrics(self) -> HostMetricsReceiverConfig | None:
+        """The first hostmetrics receiver a pipeline names, if any."""
+        used = {rid for pipeline in self.pipelines().values() for rid in pipeline.receivers}
+        return next(
+            (r for rid, r in self.receivers.items() if rid in used and isinstance(r, HostMetricsReceiverConfig)), None
+        )
 
     def grpc_settings(self) -> GrpcServerConfig | None:
         """OTLP/gRPC settings of the first receiver in use that has gRPC on."""
@@ -837,7 +893,7 @@ def _listeners(data: Mapping[str, Any]) -> list[_Listener]:
         receivers = _default_receivers()
     if isinstance(receivers, Mapping):
         for rid, body in receivers.items():
-            if _id_problem(rid, "receiver", _RECEIVER_TYPES) is not None:
+            if _id_problem(rid, "receiver", _RECEIVER_TYPES) is not None or component_type(rid) != "otlp":
                 continue
             if body is not None and not isinstance(body, (Mapping, BaseModel)):
                 continue

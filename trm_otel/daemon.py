@@ -47,7 +47,9 @@ from trm_otel.processors.span_processor import LatencySpanProcessor
 from trm_otel.processors.spanmetrics import spanmetrics_data
 from trm_otel.query import MemorySource
 from trm_otel.receivers import build_grpc_server, build_http_app, require_upb
+from trm_otel.receivers.hostmetrics import HostMetricsReceiver
 from trm_otel.series_source import SeriesSource
+from trm_otel.system import CachedReader, HealthMonitor, PsutilReader
 
 __all__ = ["SELF_SERVICE", "Daemon"]
 
@@ -92,12 +94,23 @@ class Daemon:
         )
         self.exporters = self._build_exporters()
         self.query_source: SeriesSource = MemorySource(self.aggregator, self.series)
+        hostmetrics = config.hostmetrics()
+        self.hostmetrics = (
+            HostMetricsReceiver(
+                self.pipeline, interval_s=hostmetrics.collection_interval, scrapers=hostmetrics.enabled_scrapers()
+            )
+            if hostmetrics is not None
+            else None
+        )
+        host = self.hostmetrics.reader if self.hostmetrics is not None else CachedReader(PsutilReader(), max_age_s=5.0)
+        self.health_monitor = HealthMonitor(host)
+        self._register_checks()
         self.data_dir = Path(config.storage.path)
         self.endpoints: dict[str, str] = {}
         self._grpc: Any = None
         self._servers: list[EmbeddedServer] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self._stop_demo = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._started = False
         self._stopped = False
         self._started_at = time.time()
@@ -224,13 +237,16 @@ class Daemon:
         self._servers.append(api_server)
         self.endpoints["api"] = self._announce("API and UI", self.config.api.endpoint, port, scheme="http://")
         self._tasks.append(asyncio.create_task(self._export_spanmetrics_forever(), name="spanmetrics"))
+        if self.hostmetrics is not None:
+            self._tasks.append(asyncio.create_task(self.hostmetrics.run(self._stopping), name="hostmetrics"))
+            _logger.info("hostmetrics receiver scraping every %ss", self.hostmetrics.interval_s)
         if self.demo:
             from trm_otel.demo import serve_shop
 
             target = f"127.0.0.1:{self.endpoints['otlp_grpc'].rsplit(':', 1)[1]}" if "otlp_grpc" in self.endpoints else None
             if target is None:
                 raise RuntimeError("--demo needs the OTLP/gRPC receiver enabled")
-            self._tasks.append(asyncio.create_task(serve_shop(target, self._stop_demo, port=0, rps=self.demo_rps)))
+            self._tasks.append(asyncio.create_task(serve_shop(target, self._stopping, port=0, rps=self.demo_rps)))
         self._started = True
         _logger.info("trm-otel %s ready; data in %s", __version__, self.data_dir.resolve())
 
@@ -251,41 +267,39 @@ class Daemon:
             return False
         return self.data_dir.is_dir() and os.access(self.data_dir, os.W_OK)
 
-    def health(self) -> dict[str, Any]:
-        counters = self.pipeline.counters()
-        fill = counters.pending_items / counters.max_pending_items
-        checks = [
-            {
-                "name": "receivers",
-                "status": "healthy" if self.ready() else "unhealthy",
-                "detail": ", ".join(f"{k} {v}" for k, v in self.endpoints.items()) or "not started",
-            },
-            {
-                "name": "pipeline_queue",
-                "status": "healthy" if fill < 0.8 else "degraded",
-                "detail": f"{counters.pending_items} of {counters.max_pending_items} items pending",
-            },
-            {
-                "name": "data_dir",
-                "status": "healthy" if self.data_dir.is_dir() and os.access(self.data_dir, os.W_OK) else "unhealthy",
-                "detail": str(self.data_dir.resolve()),
-            },
-        ]
+    def _register_checks(self) -> None:
+        """The daemon's own checks, beside the host thresholds, in one health report."""
+        monitor = self.health_monitor
+
+        def receivers() -> tuple[bool, str]:
+            listening = ", ".join(f"{k} {v}" for k, v in self.endpoints.items())
+            return self.ready(), listening or "not started"
+
+        def pipeline_queue() -> tuple[bool, str]:
+            counters = self.pipeline.counters()
+            detail = f"{counters.pending_items} of {counters.max_pending_items} items pending"
+            return counters.pending_items < 0.8 * counters.max_pending_items, detail
+
+        def data_dir() -> tuple[bool, str]:
+            usable = self.data_dir.is_dir() and os.access(self.data_dir, os.W_OK)
+            return usable, str(self.data_dir.resolve())
+
+        monitor.register_health_check("receivers", receivers, timeout_s=1.0)
+        monitor.register_health_check("pipeline_queue", pipeline_queue, timeout_s=1.0, critical=False)
+        monitor.register_health_check("data_dir", data_dir, timeout_s=1.0)
         for exporter in self.exporters:
             if exporter.forwarder is None:
                 continue
-            stats = exporter.forwarder.stats()
-            dropped = sum(stats.dropped.values())
-            checks.append(
-                {
-                    "name": f"exporter {exporter.id}",
-                    "status": "healthy" if dropped == 0 else "degraded",
-                    "detail": f"sent {sum(stats.sent.values())}, dropped {dropped}, queued {stats.queued}",
-                }
-            )
-        statuses = {check["status"] for check in checks}
-        status = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
-        return {"status": status, "checks": checks}
+
+            def exported(forwarder: OtlpForwarder = exporter.forwarder) -> tuple[bool, str]:
+                stats = forwarder.stats()
+                dropped = sum(stats.dropped.values())
+                return dropped == 0, f"sent {sum(stats.sent.values())}, dropped {dropped}, queued {stats.queued}"
+
+            monitor.register_health_check(f"exporter {exporter.id}", exported, timeout_s=1.0, critical=False)
+
+    def health(self) -> dict[str, Any]:
+        return self.health_monitor.report().to_dict()
 
     def self_metrics(self) -> Iterable[Sample]:
         counters = self.pipeline.counters()
@@ -348,7 +362,7 @@ class Daemon:
         if self._stopped:
             return
         self._stopped = True
-        self._stop_demo.set()
+        self._stopping.set()
         for task in self._tasks:
             if task.get_name() == "spanmetrics":
                 task.cancel()
@@ -365,6 +379,8 @@ class Daemon:
                                                                if e.forwarder is not None and "spanmetrics" in e.signals])
         for forwarder in forwarders:
             await asyncio.to_thread(forwarder.shutdown, grace_s)
+        if self.hostmetrics is not None:
+            self.hostmetrics.shutdown()
         if self._self_tracer is not None and self._self_meter is not None:
             self._self_tracer.shutdown()
             self._self_meter.shutdown()
