@@ -25,7 +25,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from trm_otel.pipeline import Consumer
-from trm_otel.system import CachedReader, HostReader, register_system_instruments
+from trm_otel.system import (
+    CachedReader,
+    HealthMonitor,
+    HostReader,
+    register_health_instruments,
+    register_system_instruments,
+)
 
 __all__ = ["SCRAPER_METRICS", "HostMetricsReceiver"]
 
@@ -66,6 +72,11 @@ class HostMetricsReceiver:
         self.reader: CachedReader = register_system_instruments(self._provider, reader, interval_s=interval_s)
         self.scrapes = 0
         self.refused = 0
+
+    def record_health(self, monitor: HealthMonitor) -> None:
+        """Also record ``trm_otel.health.status`` per check, so health changes become series."""
+        register_health_instruments(self._provider, monitor)
+        self.prefixes = (*self.prefixes, "trm_otel.health.")
 
     def scrape(self) -> int:
         """One collection offered to the pipeline; returns the points offered (0 if refused)."""

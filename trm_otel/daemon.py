@@ -105,6 +105,8 @@ class Daemon:
         host = self.hostmetrics.reader if self.hostmetrics is not None else CachedReader(PsutilReader(), max_age_s=5.0)
         self.health_monitor = HealthMonitor(host)
         self._register_checks()
+        if self.hostmetrics is not None:
+            self.hostmetrics.record_health(self.health_monitor)
         self.data_dir = Path(config.storage.path)
         self.endpoints: dict[str, str] = {}
         self._grpc: Any = None

@@ -35,3 +35,10 @@ def test_host_metrics_are_queryable_and_health_reports_host_and_daemon_checks(tm
         assert {"system.cpu", "system.memory", "system.disk", "receivers", "pipeline_queue", "data_dir"} <= names
         assert health["status"] in ("healthy", "degraded", "unhealthy")
         assert all({"name", "status", "detail", "observed_at"} <= set(check) for check in health["checks"])
+        deadline = time.monotonic() + 5
+        checks: set = set()
+        while time.monotonic() < deadline and not {"receivers", "data_dir"} <= checks:
+            statuses = daemon.get("/api/v1/query", q="last(trm_otel.health.status[1m]) by (check)")["data"]["result"]
+            checks = {s["metric"].get("check") for s in statuses}
+            time.sleep(0.2)
+        assert {"receivers", "data_dir", "system.memory"} <= checks, "health changes are recorded as series"
