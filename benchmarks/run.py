@@ -178,7 +178,13 @@ def bench_daemon(rounds: int) -> Section:
     return bench_daemon_throughput(rounds)
 
 
-BENCHMARKS: list[Callable[[int], Section]] = [bench_span_overhead, bench_aggregation, bench_queries, bench_daemon]
+def bench_host(rounds: int) -> Section:
+    from benchmarks.system_bench import bench_system
+
+    return bench_system(rounds)
+
+
+BENCHMARKS: list[Callable[[int], Section]] = [bench_span_overhead, bench_aggregation, bench_queries, bench_daemon, bench_host]
 
 
 def render(sections: list[Section]) -> str:
