@@ -29,7 +29,8 @@ import numpy as np
 
 from trm_otel.analysis import ChildTime
 from trm_otel.histogram import ExponentialHistogram
-from trm_otel.processors.series import SeriesKey, SeriesRegistry
+from trm_otel.series_source import DURATION_METRIC, Matcher, SeriesSource
+from trm_otel.processors.series import OVERFLOW_ENDPOINT, SeriesKey, SeriesRegistry
 from trm_otel.processors.span_batch import SpanBatch
 from trm_otel.processors.span_table import SpanTable, group_quantiles, merged_histograms
 from trm_otel.processors.stats import PipelineStats
@@ -156,6 +157,8 @@ class LatencyAggregator:
         self._flushed_through = -1  # windows up to here have been handed to storage
         self._late: dict[int, SpanTable] = {}
         self._late_metrics: dict[int, dict[int, ExponentialHistogram]] = {}
+        self._history: tuple[SeriesSource, Callable[[], float]] | None = None
+        self._store_age_s = self.history_s
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ input
@@ -172,18 +175,38 @@ class LatencyAggregator:
         window = batch.end_ns // self.window_ns
         oldest = self._oldest_window()
         keep = window >= oldest
-        kept = int(np.count_nonzero(keep))
-        if kept < n:
-            self.stats.reject("outside_history", n - kept)
         durations = batch.duration_ms
         with self._lock:
             series = self._series_ids(batch)
+            stored = self._store_older(series, window, durations, keep)
+            kept = int(np.count_nonzero(keep))
+            if kept + stored < n:
+                self.stats.reject("outside_history", n - kept - stored)
             if kept:
                 self._record(series[keep], window[keep], durations[keep], batch.end_ns[keep])
             self._attribute_children(batch, series, window, keep)
             self._evict(oldest)
-        self.stats.accept(kept)
-        return kept
+        self.stats.accept(kept + stored)
+        return kept + stored
+
+    def _store_older(self, series: np.ndarray, window: np.ndarray, durations: np.ndarray, in_memory: np.ndarray) -> int:
+        """Spans older than memory but within storage's reach go to storage only (back-fill)."""
+        if self._store_age_s <= self.history_s or in_memory.all():
+            return 0
+        oldest_stored = self.grid.oldest(self.clock() - (self._store_age_s - self.history_s))
+        older = ~in_memory & (window >= oldest_stored)
+        for win in np.unique(window[older]).tolist():
+            chosen = older & (window == win)
+            self._late_table(win).add(series[chosen], durations[chosen])
+        return int(np.count_nonzero(older))
+
+    def use_history(
+        self, source: SeriesSource, boundary_s: Callable[[], float], *, store_age_s: float
+    ) -> None:
+        """Answer ranges older than ``boundary_s()`` from ``source`` (storage), and accept spans
+        up to ``store_age_s`` old for it (they skip memory and are flushed as late data)."""
+        self._history = (source, boundary_s)
+        self._store_age_s = max(store_age_s, self.history_s)
 
     def _series_ids(self, batch: SpanBatch) -> np.ndarray:
         """Series id per span with no Python work per span for keys seen before.
@@ -377,7 +400,8 @@ class LatencyAggregator:
         return self.grid.first(range_s, now)
 
     def _evict(self, oldest: int) -> None:
-        for windows in (self._span_windows, self._metric_windows, self._children, self._late, self._late_metrics):
+        # Late tables are kept until flushed: they may hold back-fill older than memory.
+        for windows in (self._span_windows, self._metric_windows, self._children):
             for stale in [w for w in windows if w < oldest]:
                 del windows[stale]
 
@@ -415,14 +439,36 @@ class LatencyAggregator:
     def endpoints(
         self, range_s: float, service: str | None = None, endpoint: str | None = None
     ) -> list[EndpointData]:
-        """Each endpoint's merged histograms over the last ``range_s`` seconds."""
+        """Each endpoint's merged histograms over the last ``range_s`` seconds.
+
+        With a history source (storage), windows before its boundary come
+        from there and the rest from memory, so a 7-day range after a
+        restart is as complete as storage is.
+        """
         now = self.clock()
         first = self._first_window(range_s, now)
+        stored: dict[tuple[str, str], tuple[ExponentialHistogram | None, ExponentialHistogram | None, int]] = {}
+        boundary = first
+        if self._history is not None:
+            source, boundary_s = self._history
+            boundary = max(first, self.grid.index(int(boundary_s() * 1e9)))
+            if first < boundary:
+                stored = self._stored_endpoints(
+                    source, self.grid.start_s(first), self.grid.start_s(boundary), service, endpoint
+                )
         with self._lock:
             key_of_series, error_of_series = self._view_keys_of()
             selected = self._selected_keys(service, endpoint)
-            wins = sorted(w for w in self._span_windows if w >= first)
-            tables = [self._span_windows[w] for w in wins]
+            # From the boundary on, memory; before it, storage plus what memory
+            # has not written there yet (unflushed windows, late data).
+            chosen = [(w, t) for w, t in self._span_windows.items() if w >= boundary]
+            chosen += [
+                (w, t) for w, t in self._span_windows.items() if first <= w < boundary and w > self._flushed_through
+            ]
+            chosen += [(w, t) for w, t in self._late.items() if first <= w < boundary and w <= self._flushed_through]
+            chosen.sort(key=lambda pair: pair[0])
+            wins = [w for w, _ in chosen]
+            tables = [t for _, t in chosen]
             n_keys = len(self._view_key_list)
             # Groups: key * 2 + is_error, for the selected keys only.
             group_of_series = np.where(selected[key_of_series], key_of_series * 2 + error_of_series, -1)
@@ -439,13 +485,25 @@ class LatencyAggregator:
                 continue
             ok, errors = histograms[2 * key_id], histograms[2 * key_id + 1]
             svc, name = keys[key_id]
+            older_ok, older_errors, older_win = stored.pop((svc, name), (None, None, None))
             result.append(
                 EndpointData(
                     service=svc,
                     endpoint=name,
-                    ok=ok if ok is not None else ExponentialHistogram(),
-                    errors=errors if errors is not None else ExponentialHistogram(),
-                    seconds=self._covered(range_s, now, win),
+                    ok=ExponentialHistogram.merged(h for h in (ok, older_ok) if h is not None),
+                    errors=ExponentialHistogram.merged(h for h in (errors, older_errors) if h is not None),
+                    seconds=self._covered(range_s, now, win if older_win is None else min(win, older_win)),
+                    source="spans",
+                )
+            )
+        for (svc, name), (older_ok, older_errors, older_win) in stored.items():
+            result.append(
+                EndpointData(
+                    service=svc,
+                    endpoint=name,
+                    ok=older_ok if older_ok is not None else ExponentialHistogram(),
+                    errors=older_errors if older_errors is not None else ExponentialHistogram(),
+                    seconds=self._covered(range_s, now, older_win),
                     source="spans",
                 )
             )
@@ -463,6 +521,36 @@ class LatencyAggregator:
             )
         result.sort(key=lambda d: (d.service, d.endpoint))
         return result
+
+    def _stored_endpoints(
+        self, source: SeriesSource, start_s: float, end_s: float, service: str | None, endpoint: str | None
+    ) -> dict[tuple[str, str], tuple[ExponentialHistogram | None, ExponentialHistogram | None, int]]:
+        """Stored span latency in ``[start_s, end_s)`` merged per endpoint, split by outcome."""
+        matchers = [Matcher("service.name", "=", service)] if service is not None else []
+        if endpoint is not None:
+            matchers.append(Matcher("span.name", "=", endpoint))
+        refs = source.select(DURATION_METRIC, matchers)
+        if not refs:
+            return {}
+        windows = source.latency_windows(refs, start_s, end_s)
+        parts: dict[tuple[str, str], tuple[list[ExponentialHistogram], list[ExponentialHistogram], list[float]]] = {}
+        for ref in refs:
+            found = windows.get(ref.key) or []
+            if not found:
+                continue
+            key = (ref.labels.get("service.name", ""), ref.labels.get("span.name", OVERFLOW_ENDPOINT))
+            ok, errors, starts = parts.setdefault(key, ([], [], []))
+            target = errors if ref.labels.get("status.code") == "STATUS_CODE_ERROR" else ok
+            target.extend(h for _, h in found)
+            starts.append(found[0][0])
+        return {
+            key: (
+                ExponentialHistogram.merged(ok) if ok else None,
+                ExponentialHistogram.merged(errors) if errors else None,
+                self.grid.index(int(min(starts) * 1e9)),
+            )
+            for key, (ok, errors, starts) in parts.items()
+        }
 
     def _covered(self, range_s: float, now: float, earliest_window: int) -> float:
         """Seconds of the range that had data: from the earliest window (or range start) to now."""

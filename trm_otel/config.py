@@ -476,10 +476,15 @@ class RetentionConfig(_Model):
 
 
 class StorageConfig(_Model):
-    """``storage``: the data directory (relative paths are from the working directory)."""
+    """``storage``: the data directory (relative paths are from the working directory).
+
+    Closed windows are written every ``flush_interval``; a crash loses at
+    most the open window, one grace window and one flush interval.
+    """
 
     path: Path = Path("./trm-otel-data")
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    flush_interval: Duration = 10.0
 
     @field_validator("path", mode="before")
     @classmethod

@@ -45,10 +45,12 @@ from trm_otel.processors.scalar_series import ScalarSeriesStore
 from trm_otel.processors.span_batch import SpanBatch
 from trm_otel.processors.span_processor import LatencySpanProcessor
 from trm_otel.processors.spanmetrics import spanmetrics_data
-from trm_otel.query import MemorySource
+from trm_otel.persistence import Flusher
+from trm_otel.query import CombinedSource, MemorySource
 from trm_otel.receivers import build_grpc_server, build_http_app, require_upb
 from trm_otel.receivers.hostmetrics import HostMetricsReceiver
 from trm_otel.series_source import SeriesSource
+from trm_otel.storage import DATABASE_NAME, StorageSource, Store, retention_from_config
 from trm_otel.system import CachedReader, HealthMonitor, PsutilReader
 
 __all__ = ["SELF_SERVICE", "Daemon"]
@@ -93,6 +95,10 @@ class Daemon:
             coalesce={"traces": SpanBatch.concat},
         )
         self.exporters = self._build_exporters()
+        self.data_dir = Path(config.storage.path)
+        self.store: Store | None = None  # opened at start, in the data directory
+        self.flusher: Flusher | None = None
+        self._boundary_window = 0
         self.query_source: SeriesSource = MemorySource(self.aggregator, self.series)
         hostmetrics = config.hostmetrics()
         self.hostmetrics = (
@@ -107,7 +113,6 @@ class Daemon:
         self._register_checks()
         if self.hostmetrics is not None:
             self.hostmetrics.record_health(self.health_monitor)
-        self.data_dir = Path(config.storage.path)
         self.endpoints: dict[str, str] = {}
         self._grpc: Any = None
         self._servers: list[EmbeddedServer] = []
@@ -183,15 +188,39 @@ class Daemon:
         probe.write_text(str(os.getpid()))
         probe.unlink()
 
+    def _open_storage(self) -> None:
+        """Open the store and stitch it under memory: windows before the boundary come from disk."""
+        storage = self.config.storage
+        self.store = Store(
+            self.data_dir / DATABASE_NAME,
+            retention_s=retention_from_config(storage.retention, self.aggregator.window_s),
+            window_s=self.aggregator.window_s,
+        )
+        self.flusher = Flusher(self.aggregator, self.series, self.store, flush_interval_s=storage.flush_interval)
+        # Memory holds everything received since start-up, so from the start-up
+        # window on it answers; before it, storage does. (Spans a previous run
+        # wrote for this same window are read from storage once it leaves memory.)
+        self._boundary_window = self.aggregator.grid.index(time.time_ns())
+        stored = StorageSource(self.store)
+        self.aggregator.use_history(stored, self.history_boundary_s, store_age_s=storage.retention.raw)
+        self.query_source = CombinedSource(MemorySource(self.aggregator, self.series), stored, self.history_boundary_s)
+
+    def history_boundary_s(self) -> float:
+        """Where storage hands over to memory: the later of start-up and the oldest window memory keeps."""
+        grid = self.aggregator.grid
+        oldest_in_memory = grid.oldest(time.time()) + 1
+        return grid.start_s(max(self._boundary_window, oldest_in_memory))
+
     async def start(self) -> None:
         """Listen on every configured endpoint and start processing; raises if one cannot bind."""
         require_upb()
         self._prepare_data_dir()
+        self._open_storage()
         self.pipeline.start()
         for exporter in self.exporters:
             if exporter.forwarder is not None:
                 exporter.forwarder.start()
-        max_age_s = self.latency_config.history
+        max_age_s = max(self.latency_config.history, self.config.storage.retention.raw)
         grpc_settings = self.config.grpc_settings()
         if grpc_settings is not None:
             self._grpc, port = build_grpc_server(
@@ -239,6 +268,7 @@ class Daemon:
         self._servers.append(api_server)
         self.endpoints["api"] = self._announce("API and UI", self.config.api.endpoint, port, scheme="http://")
         self._tasks.append(asyncio.create_task(self._export_spanmetrics_forever(), name="spanmetrics"))
+        self._tasks.append(asyncio.create_task(self._flush_forever(), name="flush"))
         if self.hostmetrics is not None:
             self._tasks.append(asyncio.create_task(self.hostmetrics.run(self._stopping), name="hostmetrics"))
             _logger.info("hostmetrics receiver scraping every %ss", self.hostmetrics.interval_s)
@@ -341,6 +371,20 @@ class Daemon:
         yield Sample("trm_otel_uptime_seconds", "gauge", "Seconds since the daemon started.", {},
                      time.time() - self._started_at)
 
+    async def _flush_forever(self) -> None:
+        """Write closed windows every flush interval; compact about once a minute."""
+        assert self.flusher is not None
+        last_compaction = time.monotonic()
+        while True:
+            await asyncio.sleep(self.flusher.flush_interval_s)
+            try:
+                await asyncio.to_thread(self.flusher.flush)
+                if time.monotonic() - last_compaction >= self.flusher.compact_interval_s:
+                    last_compaction = time.monotonic()
+                    await asyncio.to_thread(self.flusher.compact)
+            except Exception:  # noqa: BLE001 - a failed flush is retried next interval; memory keeps the data
+                _logger.exception("flushing to storage failed")
+
     async def _export_spanmetrics_forever(self) -> None:
         forwarders = [e.forwarder for e in self.exporters if e.forwarder is not None and "spanmetrics" in e.signals]
         if not forwarders:
@@ -366,7 +410,7 @@ class Daemon:
         self._stopped = True
         self._stopping.set()
         for task in self._tasks:
-            if task.get_name() == "spanmetrics":
+            if task.get_name() in ("spanmetrics", "flush"):
                 task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), grace_s)
@@ -375,6 +419,10 @@ class Daemon:
         for server in reversed(self._servers):
             await server.stop()
         await asyncio.to_thread(self.pipeline.stop, grace_s * 3)
+        if self.flusher is not None and self.store is not None:
+            rows = await asyncio.to_thread(self.flusher.flush, True)
+            self.store.close()
+            _logger.info("flushed %d rows to %s", rows, self.store.path)
         forwarders = [e.forwarder for e in self.exporters if e.forwarder is not None]
         if forwarders and any("spanmetrics" in e.signals for e in self.exporters):
             await asyncio.to_thread(self._export_spanmetrics, [e.forwarder for e in self.exporters
