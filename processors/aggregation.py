@@ -159,6 +159,7 @@ class LatencyAggregator:
         self._late_metrics: dict[int, dict[int, ExponentialHistogram]] = {}
         self._history: tuple[SeriesSource, Callable[[], float]] | None = None
         self._store_age_s = self.history_s
+        self._reach_s = self.history_s
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ input
@@ -201,12 +202,18 @@ class LatencyAggregator:
         return int(np.count_nonzero(older))
 
     def use_history(
-        self, source: SeriesSource, boundary_s: Callable[[], float], *, store_age_s: float
+        self, source: SeriesSource, boundary_s: Callable[[], float], *, store_age_s: float, reach_s: float
     ) -> None:
-        """Answer ranges older than ``boundary_s()`` from ``source`` (storage), and accept spans
-        up to ``store_age_s`` old for it (they skip memory and are flushed as late data)."""
+        """Answer ranges older than ``boundary_s()`` from ``source`` (storage), back to ``reach_s``,
+        and accept spans up to ``store_age_s`` old for it (they skip memory and are flushed as late data)."""
         self._history = (source, boundary_s)
         self._store_age_s = max(store_age_s, self.history_s)
+        self._reach_s = max(reach_s, self.history_s)
+
+    @property
+    def max_range_s(self) -> float:
+        """The longest range views can answer: memory's history, or storage's longest retention."""
+        return self._reach_s
 
     def _series_ids(self, batch: SpanBatch) -> np.ndarray:
         """Series id per span with no Python work per span for keys seen before.

@@ -202,7 +202,12 @@ class Daemon:
         # wrote for this same window are read from storage once it leaves memory.)
         self._boundary_window = self.aggregator.grid.index(time.time_ns())
         stored = StorageSource(self.store)
-        self.aggregator.use_history(stored, self.history_boundary_s, store_age_s=storage.retention.raw)
+        self.aggregator.use_history(
+            stored,
+            self.history_boundary_s,
+            store_age_s=storage.retention.raw,
+            reach_s=max(storage.retention.raw, storage.retention.one_minute, storage.retention.one_hour),
+        )
         self.query_source = CombinedSource(MemorySource(self.aggregator, self.series), stored, self.history_boundary_s)
 
     def history_boundary_s(self) -> float:

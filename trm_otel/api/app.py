@@ -108,7 +108,7 @@ class _Handlers:
         return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=self._limiter)
 
     def _range(self, query: Query, default: str) -> float:
-        return min(query.duration("range", default), self.context.aggregator.history_s)
+        return min(query.duration("range", default), self.context.aggregator.max_range_s)
 
     # ---------------------------------------------------------------- probes
 
