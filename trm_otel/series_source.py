@@ -89,9 +89,13 @@ class SeriesSource(Protocol):
         ...
 
     def latency_windows(
-        self, refs: Sequence[SeriesRef], start_s: float, end_s: float
+        self, refs: Sequence[SeriesRef], start_s: float, end_s: float, *, step_s: float | None = None
     ) -> dict[Hashable, list[tuple[float, ExponentialHistogram]]]:
-        """Per latency series: ``(window start, histogram in ms)`` for windows starting in ``[start_s, end_s)``, oldest first."""
+        """Per latency series: ``(window start, histogram in ms)`` for windows starting in ``[start_s, end_s)``, oldest first.
+
+        ``step_s`` is the coarsest grain the caller needs (a range query's
+        step); a source with rollups may answer with windows that long.
+        """
         ...
 
     def scalar_windows(

@@ -78,7 +78,10 @@ def test_sigkill_after_a_flush_loses_nothing_that_was_flushed(tmp_path: Path) ->
 
     with DaemonProcess(tmp_path, config) as second:
         after = view(second, "crash")
+        answer = second.get("/api/v1/query", q='p99(traces.span.metrics.duration{service.name="crash"}[10m])')
     assert after == before
+    (sample,) = answer["data"]["result"]
+    assert round(float(sample["value"][1]), 3) == after["p99_ms"], "a query over stored windows equals the view"
     assert after["count"] == 2000 and after["errors"] == 200
     truth = np.sort(durations)[int(np.ceil(0.99 * 2000)) - 1]
     assert after["p99_ms"] == pytest.approx(truth, rel=0.01)
@@ -133,16 +136,16 @@ def test_back_filled_spans_over_24_hours_land_in_their_windows(tmp_path: Path) -
             counted = sum(v["count"] for v in views)
             time.sleep(0.3)
         assert counted == hours.size
-        # Each hour's spans are in that hour: count by 1 h steps through the query API.
-        end_s = now / 1e9
+        # Count by 1 h steps through the query API; steps on whole hours match the
+        # 1 h rollups the store answers with, so every span falls in exactly one step.
+        end_s = (now // 3_600_000_000_000 + 1) * 3600
         answer = daemon.get(
             "/api/v1/query",
             q='count(traces.span.metrics.duration{service.name="backfill"}[1h])',
-            start=end_s - 23 * 3600,
+            start=end_s - 24 * 3600,
             end=end_s,
             step="1h",
         )
         (series,) = answer["data"]["result"]
         total = sum(float(v) for _, v in series["values"])
         assert total == hours.size, "every back-filled span is in the hour it ended in"
-        assert len(series["values"]) == 23

@@ -64,7 +64,7 @@ class FixedSource:
             for ref in refs
         }
 
-    def latency_windows(self, refs: Sequence[SeriesRef], start_s: float, end_s: float) -> dict[Hashable, list]:
+    def latency_windows(self, refs: Sequence[SeriesRef], start_s: float, end_s: float, *, step_s: float | None = None) -> dict[Hashable, list]:
         return self._windows("latency", refs, start_s, end_s)
 
     def scalar_windows(self, refs: Sequence[SeriesRef], start_s: float, end_s: float) -> dict[Hashable, list]:

@@ -61,9 +61,9 @@ class CombinedSource:
         ]
 
     def latency_windows(
-        self, refs: Sequence[SeriesRef], start_s: float, end_s: float
+        self, refs: Sequence[SeriesRef], start_s: float, end_s: float, *, step_s: float | None = None
     ) -> dict[Hashable, list[tuple[float, ExponentialHistogram]]]:
-        return self._stitched("latency_windows", refs, start_s, end_s)
+        return self._stitched("latency_windows", refs, start_s, end_s, step_s=step_s)
 
     def scalar_windows(
         self, refs: Sequence[SeriesRef], start_s: float, end_s: float
@@ -77,7 +77,7 @@ class CombinedSource:
         return self._stitched("histogram_sum_windows", refs, start_s, end_s)
 
     def _stitched(
-        self, method: str, refs: Sequence[SeriesRef], start_s: float, end_s: float
+        self, method: str, refs: Sequence[SeriesRef], start_s: float, end_s: float, **hints: Any
     ) -> dict[Hashable, list[Any]]:
         boundary = self.boundary_s()
         result: dict[Hashable, list[Any]] = {ref.key: [] for ref in refs}
@@ -100,7 +100,7 @@ class CombinedSource:
                     f"the {side} data source ({type(source).__name__}) does not keep histogram sums; use count or rate"
                 )
             side_refs = [SeriesRef(key, ref.metric, ref.labels, ref.kind) for key, ref in own.items()]
-            for key, windows in read(side_refs, lo, hi).items():
+            for key, windows in read(side_refs, lo, hi, **hints).items():
                 if key in own:
                     result[own[key].key].extend(windows)
         return result

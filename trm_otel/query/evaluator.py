@@ -193,7 +193,9 @@ class Evaluator:
         steps = Steps(lows=times - range_s, highs=times, range_s=range_s)
         start_s, end_s = float(times[0] - range_s), float(times[-1])
         if kind == "latency":
-            windows = self.source.latency_windows(refs, start_s, end_s)
+            # Each answer needs windows no finer than its range and step: let storage read rollups.
+            grain = float(range_s if len(times) < 2 else min(range_s, times[1] - times[0]))
+            windows = self.source.latency_windows(refs, start_s, end_s, step_s=grain)
             threshold_of = self._threshold_function(query)
             return [
                 (

@@ -110,9 +110,9 @@ class MemorySource:
         return first, last
 
     def latency_windows(
-        self, refs: Sequence[SeriesRef], start_s: float, end_s: float
+        self, refs: Sequence[SeriesRef], start_s: float, end_s: float, *, step_s: float | None = None
     ) -> dict[Hashable, list[tuple[float, ExponentialHistogram]]]:
-        """Span windows of span series, meter windows of meter series (``MeterKey``)."""
+        """Span windows of span series, meter windows of meter series (``MeterKey``); memory has one grain."""
         refs = [ref for ref in refs if ref.kind == "latency"]
         result: dict[Hashable, list[tuple[float, ExponentialHistogram]]] = {ref.key: [] for ref in refs}
         first, last = self._window_bounds(start_s, end_s)
