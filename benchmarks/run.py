@@ -184,7 +184,20 @@ def bench_host(rounds: int) -> Section:
     return bench_system(rounds)
 
 
-BENCHMARKS: list[Callable[[int], Section]] = [bench_span_overhead, bench_aggregation, bench_queries, bench_daemon, bench_host]
+def bench_store(rounds: int) -> Section:
+    from benchmarks.storage_bench import bench_storage
+
+    return bench_storage(rounds)
+
+
+BENCHMARKS: list[Callable[[int], Section]] = [
+    bench_span_overhead,
+    bench_aggregation,
+    bench_queries,
+    bench_daemon,
+    bench_host,
+    bench_store,
+]
 
 
 def render(sections: list[Section]) -> str:
