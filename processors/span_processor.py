@@ -47,6 +47,7 @@ class LatencySpanProcessor(SpanProcessor):
         self._high_water = max(1, buffer_size // 4)
         self._buffer: collections.deque[SpanRow] = collections.deque()
         self._resources: dict[int, Any] = {}
+        self._last_resource: Any = None
         self._shutdown = False
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -60,20 +61,20 @@ class LatencySpanProcessor(SpanProcessor):
             return
         try:
             # The SDK's own fields, read directly: properties cost ~40% more here.
+            # SpanContext is a tuple (trace_id, span_id, ...): index 1 is the span id.
             parent = span._parent
             resource = span._resource
-            resource_id = id(resource)
-            if resource_id not in self._resources:
-                self._resources[resource_id] = resource  # also keeps the id from being reused
+            if resource is not self._last_resource:
+                self._remember(resource)
             row: SpanRow = (
                 span._start_time,
                 span._end_time,
                 span._name,
                 span._kind._value_,
                 span._status._status_code._value_,
-                span._context.span_id,
-                0 if parent is None else parent.span_id,
-                resource_id,
+                span._context[1],
+                0 if parent is None else parent[1],
+                id(resource),
             )
         except AttributeError:
             row = self._public_row(span)
@@ -85,6 +86,11 @@ class LatencySpanProcessor(SpanProcessor):
         buffer.append(row)
         if size == self._high_water and self.on_high_water is not None:
             self.on_high_water()
+
+    def _remember(self, resource: Any) -> None:
+        """Keep each resource alive while its id is in the buffer (ids are not reused then)."""
+        self._resources.setdefault(id(resource), resource)
+        self._last_resource = resource
 
     def _public_row(self, span: Any) -> SpanRow | None:
         """The slow path, for span objects that are not the SDK's own class."""
