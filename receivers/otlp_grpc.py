@@ -35,6 +35,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from trm_otel.pipeline import Consumer
 from trm_otel.receivers.otlp_errors import RETRY_DELAY_S, InvalidData, OtlpError, Overloaded, grpc_trailers
+from trm_otel.receivers.otlp_slim import SlimTraceRequest
 from trm_otel.receivers.otlp_traces import decode_traces, require_upb
 
 __all__ = [
@@ -56,6 +57,7 @@ class _Receiver:
     """What the three services share: parsing, refusing when the consumer is full, the gRPC adapter."""
 
     request_class: type[Message]
+    json_class: type[Message] | None = None  # what OTLP/JSON parses into, when not request_class
     response_class: type[Message]
     service_name: str
 
@@ -69,7 +71,8 @@ class _Receiver:
             return self.request_class.FromString(data)
         except DecodeError as exc:
             why = str(exc).rsplit(": ", 1)[-1]  # upb's text repeats the type name before the cause
-            raise InvalidData(f"body is not a valid protobuf {self.request_class.DESCRIPTOR.name}: {why}") from None
+            name = (self.json_class or self.request_class).DESCRIPTOR.name
+            raise InvalidData(f"body is not a valid protobuf {name}: {why}") from None
 
     def export(self, request: Any) -> Any:
         """Handle one parsed request; returns the response or raises :class:`OtlpError`."""
@@ -104,7 +107,8 @@ class TraceReceiver(_Receiver, trace_service_pb2_grpc.TraceServiceServicer):
     (data older than the daemon keeps, or from clocks far off, is rejected).
     """
 
-    request_class = trace_service_pb2.ExportTraceServiceRequest
+    request_class = SlimTraceRequest  # parses only what decoding reads; unknown fields are kept
+    json_class = trace_service_pb2.ExportTraceServiceRequest
     response_class = trace_service_pb2.ExportTraceServiceResponse
     service_name = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
 

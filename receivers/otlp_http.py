@@ -108,7 +108,8 @@ class _OtlpEndpoint:
                     f"Content-Type {media_type or '(none)'!r} is not supported: use {PROTOBUF} or {JSON}"
                 )
             data = await body.read(headers)
-            request = parse_json(data, self.service.request_class) if as_json else self.service.parse(data)
+            json_class = self.service.json_class or self.service.request_class
+            request = parse_json(data, json_class) if as_json else self.service.parse(data)
             answer = self.service.export(request)
             if as_json:
                 response = Response(json_format.MessageToJson(answer, indent=None), 200, media_type=JSON)

@@ -33,8 +33,11 @@ from operator import attrgetter
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from trm_otel.processors.span_batch import UNKNOWN_SERVICE, SpanBatch
+from trm_otel.receivers.otlp_errors import InvalidData
+from trm_otel.receivers.otlp_slim import resource_of, slim_trace_request, status_codes
 
 __all__ = ["DecodedTraces", "decode_traces", "require_upb"]
 
@@ -42,7 +45,7 @@ _NAME = attrgetter("name")
 _KIND = attrgetter("kind")
 _START = attrgetter("start_time_unix_nano")
 _END = attrgetter("end_time_unix_nano")
-_STATUS = attrgetter("status.code")
+_STATUS = attrgetter("status")  # serialized Status bytes in the slim schema
 _TRACE_ID = attrgetter("trace_id")
 _SPAN_ID = attrgetter("span_id")
 _PARENT_ID = attrgetter("parent_span_id")
@@ -169,6 +172,7 @@ def decode_traces(
     ``[now - max_age_s, now + max_future_s]`` (data the windows could not
     hold, or clocks far off).
     """
+    request = slim_trace_request(request)
     spans: list[Any] = []
     services: list[str] = []
     blocks: list[tuple[int, int, int]] = []  # (first flat row, resource index, scope index)
@@ -179,7 +183,10 @@ def decode_traces(
             if not block:
                 continue
             if service is None:
-                service = _service_name(resource_spans.resource)
+                try:
+                    service = _service_name(resource_of(resource_spans.resource))
+                except DecodeError:
+                    raise InvalidData(f"resource_spans[{ri}].resource: not a valid Resource message") from None
             blocks.append((len(spans), ri, si))
             spans.extend(block)
             services += [service] * len(block)
@@ -189,7 +196,11 @@ def decode_traces(
 
     names = list(map(_NAME, spans))
     kind = _small_enum(spans, _KIND, n)
-    status = _small_enum(spans, _STATUS, n)
+    try:
+        status_code = status_codes(list(map(_STATUS, spans)))
+    except DecodeError as error:
+        raise InvalidData(f"a span's status is not a valid Status message ({error})") from None
+    status = np.where((status_code < 0) | (status_code > 255), 255, status_code).astype(np.uint8)
     start = np.fromiter(map(_START, spans), np.uint64, n)
     end = np.fromiter(map(_END, spans), np.uint64, n)
     trace_raw = list(map(_TRACE_ID, spans))
@@ -239,7 +250,9 @@ def decode_traces(
         names = [names[i] for i in picked]
         services = [services[i] for i in picked]
         rejected = n - len(picked)
-        context = _Context(blocks, spans, trace_raw, span_raw, parent_raw, start, end, now, max_age_s, max_future_s)
+        context = _Context(
+            blocks, spans, trace_raw, span_raw, parent_raw, start, end, now, max_age_s, max_future_s, status_code
+        )
         message = _message(rejected, n, reasons, examples, context)
 
     end_kept = end[kept].astype(np.int64)
@@ -309,6 +322,7 @@ class _Context:
     now_ns: int
     max_age_s: float
     max_future_s: float
+    status_code: np.ndarray
 
     def path(self, row: int) -> str:
         starts = [b[0] for b in self.blocks]
@@ -332,7 +346,7 @@ class _Context:
         if reason == "bad_kind":
             return f"{path}.kind: {self.spans[row].kind} is not a SpanKind value (0-{_MAX_KIND})"
         if reason == "bad_status":
-            return f"{path}.status.code: {self.spans[row].status.code} is not a StatusCode value (0-{_MAX_STATUS})"
+            return f"{path}.status.code: {int(self.status_code[row])} is not a StatusCode value (0-{_MAX_STATUS})"
         if reason == "missing_start":
             return f"{path}.start_time_unix_nano: must be set"
         if reason == "end_before_start":

@@ -209,3 +209,30 @@ def test_require_upb(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
     with pytest.raises(RuntimeError, match="PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION='python' is set; unset it"):
         require_upb()
+
+
+def test_a_malformed_resource_or_status_is_invalid_data_naming_it() -> None:
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    from trm_otel.receivers.otlp_errors import InvalidData
+    from trm_otel.receivers.otlp_slim import SlimTraceRequest
+
+    request = SlimTraceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource = b"\x0a\xff"  # a length running past the end
+    span = resource_spans.scope_spans.add().spans.add()
+    span.trace_id, span.span_id, span.start_time_unix_nano, span.end_time_unix_nano = b"\x01" * 16, b"\x01" * 8, 1, 2
+    with pytest.raises(InvalidData, match=r"resource_spans\[0\]\.resource: not a valid Resource message"):
+        decode_traces(request, max_age_s=float("inf"))
+    resource_spans.resource = b""
+    span.status = b"\x1a\xff"
+    with pytest.raises(InvalidData, match="status is not a valid Status message"):
+        decode_traces(request, max_age_s=float("inf"))
+    # The slim form keeps every field it does not declare: it re-serializes to what arrived.
+    full = trace_service_pb2.ExportTraceServiceRequest()
+    full_span = full.resource_spans.add().scope_spans.add().spans.add()
+    full_span.name = "op"
+    attribute = full_span.attributes.add()
+    attribute.key, attribute.value.string_value = "http.route", "/x"
+    data = full.SerializeToString()
+    assert SlimTraceRequest.FromString(data).SerializeToString() == data

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
+from trm_otel.receivers.otlp_slim import full_trace_request
+
 __all__ = ["DebugExporter"]
 
 _logger = logging.getLogger("trm_otel.debug")
@@ -45,6 +47,8 @@ class DebugExporter:
         self._logger = logger
 
     def export(self, signal: Literal["traces", "metrics", "logs"], request: Any) -> None:
+        if signal == "traces":
+            request = full_trace_request(request)  # the receiver's slim form hides attributes
         resources_field, scopes_field, items_field = _ITEMS[signal]
         per_resource = []
         for resource_items in getattr(request, resources_field):
