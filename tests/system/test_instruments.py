@@ -92,7 +92,8 @@ def test_filesystem_and_process_values_agree_with_psutil(real) -> None:
         mountpoint = dict(attrs)["system.filesystem.mountpoint"]
         assert value == pytest.approx(psutil.disk_usage(mountpoint).percent / 100, abs=0.05)
     me = psutil.Process()
-    assert points["process.thread.count"][()] == me.num_threads()
+    # Threads left by other tests come and go between the reading and now: close, not equal.
+    assert abs(points["process.thread.count"][()] - me.num_threads()) <= 5
     assert points["process.memory.usage"][()] == pytest.approx(me.memory_info().rss, rel=0.5)
 
 
