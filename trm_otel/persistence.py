@@ -29,7 +29,7 @@ import numpy as np
 from trm_otel.histogram import ExponentialHistogram
 from trm_otel.processors.aggregation import LatencyAggregator
 from trm_otel.processors.scalar_series import ScalarSeriesStore
-from trm_otel.series_source import DURATION_METRIC
+from trm_otel.series_source import DURATION_METRIC, label_value
 
 __all__ = ["METER_LATENCY_METRIC", "Flusher"]
 
@@ -39,7 +39,7 @@ METER_LATENCY_METRIC = "http.server.request.duration"
 
 
 def _labels(attributes: dict[str, Any]) -> dict[str, str]:
-    return {k: ("true" if v is True else "false" if v is False else str(v)) for k, v in attributes.items()}
+    return {k: label_value(v) for k, v in attributes.items()}
 
 
 class Flusher:

@@ -28,6 +28,7 @@ from trm_otel.histogram import ExponentialHistogram
 
 __all__ = [
     "CALLS_METRIC",
+    "label_value",
     "DURATION_METRIC",
     "Matcher",
     "SeriesKind",
@@ -40,6 +41,14 @@ CALLS_METRIC = "traces.span.metrics.calls"
 
 SeriesKind = Literal["latency", "gauge", "sum", "histogram"]
 MatchOp = Literal["=", "!=", "=~", "!~"]
+
+
+def label_value(value: object) -> str:
+    """An attribute value as a label value: ``true``/``false`` for booleans (as OTel
+    backends print them, and as a query names them), else ``str``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from trm_otel.series_source import label_value
+
 __all__ = [
     "CONTENT_TYPE",
     "MetricFamily",
@@ -125,12 +127,6 @@ def label_name(name: str) -> str:
     return f"key{cleaned}" if cleaned.startswith("__") else cleaned
 
 
-def _label_value(value: Any) -> str:
-    if isinstance(value, bool):  # OTel attribute booleans read as true/false, not True/False
-        return "true" if value else "false"
-    return str(value)
-
-
 def sanitize_labels(labels: Mapping[str, Any]) -> dict[str, str]:
     """Labels with Prometheus names and string values.
 
@@ -141,7 +137,7 @@ def sanitize_labels(labels: Mapping[str, Any]) -> dict[str, str]:
     """
     grouped: dict[str, list[tuple[str, str]]] = {}
     for key, value in labels.items():
-        grouped.setdefault(label_name(str(key)), []).append((str(key), _label_value(value)))
+        grouped.setdefault(label_name(str(key)), []).append((str(key), label_value(value)))
     return {
         name: pairs[0][1] if len(pairs) == 1 else ";".join(value for _, value in sorted(pairs))
         for name, pairs in grouped.items()

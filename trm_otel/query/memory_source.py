@@ -37,7 +37,7 @@ from trm_otel.histogram import ExponentialHistogram
 from trm_otel.processors.aggregation import LatencyAggregator
 from trm_otel.processors.metric_ingest import STABLE_METRIC
 from trm_otel.processors.scalar_series import ScalarKey, ScalarSeriesStore
-from trm_otel.series_source import CALLS_METRIC, DURATION_METRIC, Matcher, SeriesRef
+from trm_otel.series_source import CALLS_METRIC, DURATION_METRIC, Matcher, SeriesRef, label_value
 
 __all__ = ["METER_LATENCY_METRIC", "MemorySource", "MeterKey", "label_value"]
 
@@ -51,13 +51,6 @@ class MeterKey:
     """The key of a meter-recorded latency series (span series are keyed by their plain id)."""
 
     series_id: int
-
-
-def label_value(value: object) -> str:
-    """An attribute value as a label: ``true``/``false`` for booleans, else ``str``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 class MemorySource:

@@ -64,7 +64,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trm_otel.histogram import ExponentialHistogram
-from trm_otel.series_source import CALLS_METRIC, DURATION_METRIC, Matcher, SeriesKind, SeriesRef
+from trm_otel.series_source import CALLS_METRIC, DURATION_METRIC, Matcher, SeriesKind, SeriesRef, label_value
 from trm_otel.storage.codec import decode_many, decode_merged, encode_many
 from trm_otel.storage.schema import SCHEMA_VERSION, migrate
 
@@ -120,16 +120,8 @@ def canonical_labels(labels: Mapping[str, Any]) -> str:
     flag reads in other backends), everything else by ``str``.
     """
     return json.dumps(
-        {str(k): _label_text(v) for k, v in labels.items()}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        {str(k): label_value(v) for k, v in labels.items()}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
-
-
-def _label_text(value: Any) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return value if isinstance(value, str) else str(value)
 
 
 def retention_from_config(retention: Any, window_s: float) -> dict[int, float]:
