@@ -702,3 +702,23 @@ def test_from_sdk_point_made_by_the_real_sdk() -> None:
     assert again.scale == h.scale and again.count == h.count + 100
     # and the round trip to the wire keeps it
     assert ExponentialHistogram.from_proto(h.to_proto({"http.route": "/items"})) == h
+
+
+@settings(max_examples=200, deadline=None)
+@given(latencies, st.floats(min_value=0.0, max_value=1.0))
+def test_scalar_quantile_equals_the_vector_one(values, q) -> None:
+    histogram = ExponentialHistogram()
+    histogram.record(values)
+    expected = histogram.quantiles([q])[0]
+    got = histogram.quantile(q)
+    assert (math.isnan(got) and math.isnan(expected)) or got == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(latencies, st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=5, max_size=8))
+def test_few_and_many_quantiles_agree(values, qs) -> None:
+    histogram = ExponentialHistogram()
+    histogram.record(values)
+    many = histogram.quantiles(qs)  # the array path (more than four)
+    few = [v for i in range(0, len(qs), 4) for v in histogram.quantiles(qs[i : i + 4])]
+    assert all((math.isnan(a) and math.isnan(b)) or a == b for a, b in zip(many, few))
