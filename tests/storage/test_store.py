@@ -377,15 +377,19 @@ def test_resolution_follows_retention(tmp_path: Path) -> None:
     (ref,) = store.select("default", DURATION_METRIC, [])
     assert [s for s, _ in store.latency_windows([ref], NOW - 6 * DAY, NOW)[ref.key]] == [NOW - 5.0 * DAY]
     with pytest.raises(ValueError, match="resolution_s"):
-        store.latency_windows([ref], NOW - 60, NOW, resolution_s=300)
+        store.latency_windows([ref], NOW - 60, NOW, resolution_s=120)
     with pytest.raises(ValueError, match="multiple"):
         open_store(tmp_path, retention_s={10: 60.0, 25: 600.0})
     with pytest.raises(ValueError, match="raw resolution"):
         open_store(tmp_path, retention_s={60: 60.0}, window_s=10)
     with pytest.raises(ValueError, match="whole number"):
         open_store(tmp_path, window_s=0.5)
-    assert retention_from_config(RetentionConfig(), 10) == {10: DAY, 60: 7 * DAY, 3600: 90 * DAY}
-    assert retention_from_config(RetentionConfig.model_validate({"raw": "2h"}), 60) == {60: 7200.0, 3600: 90 * DAY}
+    assert retention_from_config(RetentionConfig(), 10) == {10: DAY, 60: 7 * DAY, 300: 7 * DAY, 3600: 90 * DAY}
+    assert retention_from_config(RetentionConfig.model_validate({"raw": "2h"}), 60) == {
+        60: 7200.0,
+        300: 7 * DAY,
+        3600: 90 * DAY,
+    }
 
 
 def test_window_range_is_start_inclusive_end_exclusive(tmp_path: Path) -> None:
@@ -449,13 +453,14 @@ def test_merged_steps_equal_merging_the_windows(
 
 def test_a_step_picks_the_coarsest_resolution_that_divides_it(tmp_path: Path) -> None:
     store = open_store(tmp_path)
-    assert store.resolution_for(NOW - DAY, step_s=300) == 60
+    assert store.resolution_for(NOW - DAY, step_s=300) == 300  # the 5 m tier: one row per step
+    assert store.resolution_for(NOW - DAY, step_s=120) == 60
     assert store.resolution_for(NOW - DAY, step_s=30) == 10
     assert store.resolution_for(NOW - DAY, step_s=7) == 10  # nothing divides it: the finest
     assert store.resolution_for(NOW - DAY, step_s=7200) == 3600
-    assert store.resolution_for(NOW - 3 * DAY, step_s=300) == 60
+    assert store.resolution_for(NOW - 3 * DAY, step_s=300) == 300
     assert store.resolution_for(NOW - 30 * DAY, step_s=300) == 3600  # the only one reaching back
-    assert StorageSource(store).resolution_for(NOW - DAY, step_s=300) == 60
+    assert StorageSource(store).resolution_for(NOW - DAY, step_s=300) == 300
 
 
 # ---------------------------------------------------------------- the SeriesSource view, stats, threads
@@ -480,7 +485,7 @@ def test_stats(tmp_path: Path) -> None:
     store.compact(NOW)
     stats = store.stats()
     assert stats.series == 1 and stats.schema_version == SCHEMA_VERSION
-    assert stats.latency_rows == {10: 360, 60: 60, 3600: 1}
+    assert stats.latency_rows == {10: 360, 60: 60, 300: 12, 3600: 1}
     assert stats.latency_bytes[10] == 360 * len(encode(h))
     assert stats.bytes_on_disk > stats.latency_bytes[10]
 
