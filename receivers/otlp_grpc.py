@@ -24,6 +24,7 @@ with their item count, and their processing validates them.
 
 from __future__ import annotations
 
+import abc
 import logging
 from typing import Any
 
@@ -53,7 +54,7 @@ _logger = logging.getLogger(__name__)
 _GRPC_CODES = {status.value[0]: status for status in grpc.StatusCode}
 
 
-class _Receiver:
+class _Receiver(abc.ABC):
     """What the three services share: parsing, refusing when the consumer is full, the gRPC adapter."""
 
     request_class: type[Message]
@@ -74,9 +75,9 @@ class _Receiver:
             name = (self.json_class or self.request_class).DESCRIPTOR.name
             raise InvalidData(f"body is not a valid protobuf {name}: {why}") from None
 
+    @abc.abstractmethod
     def export(self, request: Any) -> Any:
         """Handle one parsed request; returns the response or raises :class:`OtlpError`."""
-        raise NotImplementedError
 
     def _refused(self, what: str, count: int) -> Overloaded:
         return Overloaded(

@@ -299,7 +299,6 @@ def test_health_status_gauge_per_check_and_overall(host, clock, release) -> None
     provider.shutdown()
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_runs_checks_afresh_instead_of_inheriting_hung_runs(monitor, release) -> None:
     parent = os.getpid()
     monitor.register_health_check("hangs-in-parent", lambda: os.getpid() != parent or release.wait(60), timeout_s=0.2)

@@ -184,7 +184,6 @@ def test_cached_reader_latest_reads_only_when_empty() -> None:
     assert fixed.reads == 2
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_reads_its_own_process_not_the_cached_parent() -> None:
     cache = CachedReader(PsutilReader(), max_age_s=3600)
     assert cache.read().process.pid == os.getpid()
