@@ -10,11 +10,17 @@ through these three functions, so the numbers never differ between modes.
 from __future__ import annotations
 
 from trm_otel.analysis import bottlenecks, latency_view, trends
-from trm_otel.processors.aggregation import LatencyAggregator
+from trm_otel.processors.aggregation import EndpointData, LatencyAggregator
 from trm_otel.slo import SloPolicy
 from trm_otel.views import Bottleneck, LatencyView, Trend
 
 __all__ = ["bottleneck_report", "latency_views", "trend_report"]
+
+
+def _view(data: EndpointData, policy: SloPolicy) -> LatencyView:
+    return latency_view(
+        data.service, data.endpoint, data.ok, data.errors, data.seconds, policy.for_endpoint(data.service, data.endpoint)
+    )
 
 
 def latency_views(
@@ -25,10 +31,7 @@ def latency_views(
     endpoint: str | None = None,
 ) -> list[LatencyView]:
     """One view per endpoint with data in the range, sorted by service and endpoint."""
-    return [
-        latency_view(d.service, d.endpoint, d.ok, d.errors, d.seconds, policy.for_endpoint(d.service, d.endpoint))
-        for d in aggregator.endpoints(range_s, service, endpoint)
-    ]
+    return [_view(d, policy) for d in aggregator.endpoints(range_s, service, endpoint)]
 
 
 def bottleneck_report(
@@ -40,10 +43,7 @@ def bottleneck_report(
 ) -> list[Bottleneck]:
     """The endpoints that most deserve attention over the range, worst first."""
     data = aggregator.endpoints(range_s, service)
-    views = [
-        latency_view(d.service, d.endpoint, d.ok, d.errors, d.seconds, policy.for_endpoint(d.service, d.endpoint))
-        for d in data
-    ]
+    views = [_view(d, policy) for d in data]
     total_ms = {(d.service, d.endpoint): d.ok.sum + d.errors.sum for d in data}
     return bottlenecks(
         views, policy.for_endpoint, aggregator.child_times(range_s, service), limit=limit, total_ms=total_ms

@@ -391,12 +391,15 @@ class Daemon:
                 _logger.exception("flushing to storage failed")
 
     async def _export_spanmetrics_forever(self) -> None:
-        forwarders = [e.forwarder for e in self.exporters if e.forwarder is not None and "spanmetrics" in e.signals]
+        forwarders = self._spanmetrics_forwarders()
         if not forwarders:
             return
         while True:
             await asyncio.sleep(self.latency_config.window)
             await asyncio.to_thread(self._export_spanmetrics, forwarders)
+
+    def _spanmetrics_forwarders(self) -> list[OtlpForwarder]:
+        return [e.forwarder for e in self.exporters if e.forwarder is not None and "spanmetrics" in e.signals]
 
     def _export_spanmetrics(self, forwarders: list[OtlpForwarder]) -> None:
         data = spanmetrics_data(self.aggregator, time.time_ns())
@@ -428,11 +431,9 @@ class Daemon:
             rows = await asyncio.to_thread(self.flusher.flush, True)
             self.store.close()
             _logger.info("flushed %d rows to %s", rows, self.store.path)
-        forwarders = [e.forwarder for e in self.exporters if e.forwarder is not None]
-        if forwarders and any("spanmetrics" in e.signals for e in self.exporters):
-            await asyncio.to_thread(self._export_spanmetrics, [e.forwarder for e in self.exporters
-                                                               if e.forwarder is not None and "spanmetrics" in e.signals])
-        for forwarder in forwarders:
+        if self._spanmetrics_forwarders():  # the final totals, after the pipeline drained
+            await asyncio.to_thread(self._export_spanmetrics, self._spanmetrics_forwarders())
+        for forwarder in (e.forwarder for e in self.exporters if e.forwarder is not None):
             await asyncio.to_thread(forwarder.shutdown, grace_s)
         if self.hostmetrics is not None:
             self.hostmetrics.shutdown()
