@@ -112,7 +112,7 @@ INVALID: dict[str, list[str]] = {
     ],
     "invalid_values.yaml": [
         "4:40: receivers.otlp.protocols.grpc.max_recv_msg_size_mib: Input should be greater than 0",
-        "7:5: processors.latency.window: not a duration: 'ten seconds' (use e.g. 500ms, 10s, 5m, 1h, 7d)",
+        "7:5: processors.latency.window: not a duration: 'ten seconds' (use e.g. 500ms, 10s, 5m, 1h30m, 7d)",
         "10:17: processors.latency.slo.default.p95_ms: Input should be greater than 0",
         "11:7: processors.latency.slo.p95_ms: unknown key (did you mean 'default.p95_ms'?)",
         "13:3: exporters.otlp.endpoint: Field required",
@@ -129,7 +129,7 @@ INVALID: dict[str, list[str]] = {
         "27:5: exporters.otlp/nothing.signals: list at least one signal, or leave signals out for the default",
         "29:5: exporters.debug.verbosity: Input should be 'basic', 'normal' or 'detailed'",
         "31:3: storage.path: must not be empty",
-        "32:15: storage.retention.raw: not a duration: '1 day' (use e.g. 500ms, 10s, 5m, 1h, 7d)",
+        "32:15: storage.retention.raw: not a duration: '1 day' (use e.g. 500ms, 10s, 5m, 1h30m, 7d)",
         "32:35: storage.retention.1d: unknown key",
         "33:1: insecure: Input should be a valid boolean, unable to interpret input",
         "36:12: service.telemetry.logs.level: Input should be 'debug', 'info', 'warn', 'warning' or 'error'",
@@ -139,7 +139,7 @@ INVALID: dict[str, list[str]] = {
         f"6:14: receivers.otlp.protocols.http.endpoint: '0.0.0.0:4318' {NOT_LOOPBACK}",
         "8:13: processors.latency.windw: unknown key (did you mean 'window'?)",
         "10:47: exporters.otlp/upstream.timout: unknown key (did you mean 'timeout'?)",
-        "11:37: storage.retention.raw: not a duration: 'forever' (use e.g. 500ms, 10s, 5m, 1h, 7d)",
+        "11:37: storage.retention.raw: not a duration: 'forever' (use e.g. 500ms, 10s, 5m, 1h30m, 7d)",
         "12:33: api.tls: unknown key",
         "15:68: service.pipelines.traces.exporters[0]: unknown exporter 'otlp/upsteam'"
         " (configured: otlp/upstream; did you mean 'otlp/upstream'?)",
@@ -492,7 +492,7 @@ def test_model_validation_reports_cross_section_problems_with_value_problems() -
             }
         )
     assert [(e["loc"], e["msg"]) for e in caught.value.errors()] == [
-        (("processors", "latency", "window"), "Value error, not a duration: 'x' (use e.g. 500ms, 10s, 5m, 1h, 7d)"),
+        (("processors", "latency", "window"), "Value error, not a duration: 'x' (use e.g. 500ms, 10s, 5m, 1h30m, 7d)"),
         (
             ("service", "pipelines", "traces", "processors", 0),
             "unknown processor 'latency/x' (configured: latency; did you mean 'latency'?)",

@@ -46,6 +46,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from trm_otel.config_source import Positions, expand_env, read_yaml
+from trm_otel.config_types import Duration, StrictModel, parse_duration
 from trm_otel.errors import ConfigError
 from trm_otel.slo import SloPolicy, SloTarget, slo_policy
 
@@ -83,37 +84,6 @@ __all__ = [
 ]
 
 Loc = tuple[int | str, ...]  # a location in the input, as pydantic reports it
-
-_UNIT_SECONDS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)?\s*$")
-
-
-def parse_duration(value: str | float | int) -> float:
-    """Seconds from ``"250ms"``, ``"10s"``, ``"5m"``, ``"1h"``, ``"7d"`` or a number of seconds.
-
-    Raises ``ValueError`` naming the accepted forms, so the caller can attach
-    the key path.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 10s, 5m, 1h, 7d)")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if match is None:
-            raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 10s, 5m, 1h, 7d)")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
-    if not seconds > 0 or seconds == float("inf"):
-        raise ValueError(f"duration must be positive and finite, got {value!r}")
-    return seconds
-
-
-def _duration_field(value: Any) -> float:
-    return parse_duration(value)
-
-
-Duration = Annotated[float, BeforeValidator(_duration_field)]
-
 
 class LatencyProcessorConfig(BaseModel):
     """``processors.latency``: how spans become per-window latency views.
@@ -238,15 +208,7 @@ ExporterEndpoint = Annotated[str, BeforeValidator(_exporter_endpoint)]
 # --- receivers -----------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    """Frozen, unknown keys refused, and a section written with no value means its defaults."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_is_default(cls, data: Any) -> Any:
-        return {} if data is None else data
+_Model = StrictModel
 
 
 class _ServerConfig(_Model):

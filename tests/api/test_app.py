@@ -377,7 +377,7 @@ def test_trends_filter_and_short_ranges() -> None:
 
 # ------------------------------------------------------------------ errors
 
-DURATION_HINT = "(use e.g. 500ms, 10s, 5m, 1h, 7d)"
+DURATION_HINT = "(use e.g. 500ms, 10s, 5m, 1h30m, 7d)"
 
 
 @pytest.mark.parametrize(

@@ -189,7 +189,7 @@ BAD: list[tuple[dict[str, str], str]] = [
     ({"q": "count(x)", "start": "2", "end": "1", "step": "1"}, "end: must not be before start"),
     (
         {"q": "count(x)", "start": "1", "end": "2", "step": "soon"},
-        "step: not a duration: 'soon' (use e.g. 500ms, 10s, 5m, 1h, 7d)",
+        "step: not a duration: 'soon' (use e.g. 500ms, 10s, 5m, 1h30m, 7d)",
     ),
     ({"q": "count(x)", "start": "1", "end": "2", "step": "0"}, "step: duration must be positive and finite, got '0'"),
     ({"q": "count(traces.span.metrics.calls)", "start": str(NOW - 11000), "end": str(NOW), "step": "1"},
