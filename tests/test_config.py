@@ -33,7 +33,8 @@ TESTDATA = Path(__file__).parent / "config_testdata"
 DAEMON_CONFIGS = Path(__file__).resolve().parents[1] / "otel-config" / "daemon"
 
 NOT_LOOPBACK = (
-    "is not a loopback address and no auth is configured; set 'insecure: true' at the top level to serve it without auth"
+    "is not a loopback address and no auth.tokens are configured; add auth.tokens, or set 'insecure: true' at the top level"
+    " to serve it without auth"
 )
 
 # file -> the exact problem lines after "<file>:"
@@ -82,8 +83,8 @@ INVALID: dict[str, list[str]] = {
     ],
     "invalid_later_sections.yaml": [
         "2:1: recievers: unknown key (did you mean 'receivers'?)",
-        "4:1: auth: unknown key",
-        "7:1: alerting: unknown key",
+        "6:56: auth.tokens[0].role: Input should be 'ingest', 'viewer', 'editor' or 'admin'",
+        "8:3: alerting.evaluation_intervall: unknown key (did you mean 'evaluation_interval'?)",
         "9:1: dashboards: unknown key",
     ],
     "invalid_env.yaml": [
@@ -144,7 +145,7 @@ INVALID: dict[str, list[str]] = {
         "15:68: service.pipelines.traces.exporters[0]: unknown exporter 'otlp/upsteam'"
         " (configured: otlp/upstream; did you mean 'otlp/upstream'?)",
         "16:15: service.telemetry.logz: unknown key (did you mean 'logs'?)",
-        "17:1: alerting: unknown key",
+        "17:20: alerting.route.receiver: unknown receiver 'pagr' (did you mean 'pager'?)",
     ],
     "invalid_duplicate_key.yaml": [
         "7:1: receivers: duplicate key (first at line 1)",
@@ -154,7 +155,7 @@ INVALID: dict[str, list[str]] = {
         "5:11: invalid YAML: while parsing a flow mapping, expected ',' or '}', but got ':'",
     ],
     "invalid_not_a_mapping.yaml": [
-        "1:1: the config must be a mapping of sections (receivers, processors, exporters, storage, api, service), got list",
+        "1:1: the config must be a mapping of sections (receivers, processors, exporters, storage, api, auth, alerting, service), got list",
     ],
 }
 

@@ -3,6 +3,7 @@
     $ trm-otel serve [--config FILE] [--data-dir DIR] [--demo]
     $ trm-otel demo [--otlp-endpoint HOST:PORT]
     $ trm-otel check-config FILE
+    $ trm-otel alerts|silences|rules ...     (see trm_otel.cli_api)
     $ trm-otel version
 
 Each subcommand is one function here taking the parsed arguments and
@@ -114,6 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and report every problem")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(run=_check_config)
+
+    from trm_otel.cli_api import add_api_commands
+
+    add_api_commands(commands)
     return parser
 
 

@@ -45,7 +45,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from trm_otel.config_source import Positions, expand_env, read_yaml
+from trm_otel.alerting.config import AlertingConfig
+from trm_otel.api.auth import AuthConfig
+from trm_otel.config_source import Positions, expand_env, located, read_yaml
 from trm_otel.config_types import Duration, StrictModel, parse_duration
 from trm_otel.errors import ConfigError
 from trm_otel.slo import SloPolicy, SloTarget, slo_policy
@@ -667,6 +669,8 @@ class DaemonConfig(_Model):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     insecure: bool = False
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
 
     @model_validator(mode="wrap")
@@ -800,7 +804,27 @@ def _get(obj: Any, key: str) -> Any:
 
 
 def _cross_section_errors(data: Mapping[str, Any]) -> list[InitErrorDetails]:
-    return [_custom(loc, message) for loc, message in [*_reference_problems(data), *_listener_problems(data)]]
+    problems = [*_reference_problems(data), *_listener_problems(data), *_alerting_problems(data)]
+    return [_custom(loc, message) for loc, message in problems]
+
+
+_PATH_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def _alerting_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Names the alerting section uses but does not define (receivers, intervals, policies)."""
+    section = _get(data, "alerting")
+    if section is None:
+        return []
+    try:
+        alerting = AlertingConfig.model_validate(section)
+    except ValidationError:
+        return []  # reported by the section's own validation
+    out: list[tuple[Loc, str]] = []
+    for path, message in alerting.reference_problems():
+        loc: Loc = ("alerting", *(int(i) if i else key for i, key in _PATH_PART.findall(path)))
+        out.append((loc, message))
+    return out
 
 
 def _configured_ids(data: Mapping[str, Any]) -> dict[str, list[str] | None]:
@@ -893,13 +917,15 @@ def _listener_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         insecure: bool | None = TypeAdapter(bool).validate_python(_get(data, "insecure") or False)
     except ValidationError:
         insecure = None  # reported as a bad value; do not guess
+    auth = _get(data, "auth")
+    has_tokens = bool(_get(auth, "tokens")) or _get(auth, "token_file") is not None
     for loc, endpoint, _, _ in listeners:
-        if insecure is False and not _is_loopback(host_port(endpoint)[0]):
+        if insecure is False and not has_tokens and not _is_loopback(host_port(endpoint)[0]):
             problems.append(
                 (
                     loc,
-                    f"{endpoint!r} is not a loopback address and no auth is configured; "
-                    "set 'insecure: true' at the top level to serve it without auth",
+                    f"{endpoint!r} is not a loopback address and no auth.tokens are configured; "
+                    "add auth.tokens, or set 'insecure: true' at the top level to serve it without auth",
                 )
             )
     for later, (loc, endpoint, owner, written) in enumerate(listeners):
@@ -936,7 +962,7 @@ def _parse(data: Any, source: str, positions: Positions | None, found: list[tupl
         data = {}
     if not isinstance(data, Mapping):
         where = f"{source}:1:1" if positions is not None else source
-        sections = "receivers, processors, exporters, storage, api, service"
+        sections = "receivers, processors, exporters, storage, api, auth, alerting, service"
         raise ConfigError([(where, f"the config must be a mapping of sections ({sections}), got {type(data).__name__}")])
     env_problems: list[tuple[Loc, str]] = []
     expanded = expand_env(data, (), env_problems)
@@ -953,7 +979,7 @@ def _parse(data: Any, source: str, positions: Positions | None, found: list[tupl
     # A value whose variable is missing fails validation too: say it once.
     problems = [*_rendered(found), *env, *(p for p in structural if not _under(p[0], [path for path, _ in env]))]
     if problems or config is None:
-        raise ConfigError(_located(problems, source, positions))
+        raise ConfigError(located(problems, source, positions))
     return config
 
 
@@ -976,17 +1002,6 @@ def _slo_hints(problems: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
             message = f"unknown key (did you mean 'default.{match.group(2)}'?)"
         out.append((path, message))
     return out
-
-
-def _located(problems: list[tuple[str, str]], source: str, positions: Positions | None) -> list[tuple[str, str]]:
-    """Each key path prefixed by where it is: ``file:line:col`` (in file order) or just ``source``."""
-    if positions is None:
-        return [(": ".join(part for part in (source, path) if part), message) for path, message in problems]
-    placed = sorted(((positions.find(path), path, message) for path, message in problems), key=lambda p: p[0])
-    return [
-        (": ".join(part for part in (f"{source}:{line}:{column}", path) if part), message)
-        for (line, column), path, message in placed
-    ]
 
 
 # --- public entry points -------------------------------------------------------
@@ -1021,10 +1036,26 @@ def load_config(path: str | Path | None = None, *, data_dir: str | Path | None =
             raise ConfigError([(source, f"cannot read the config file: {err.strerror or err}")]) from None
         data, positions, duplicates = read_yaml(text, source)
         config = _parse(data, source, positions, duplicates)
+        config = _with_rule_files_from(config, Path(path).resolve().parent)
     if data_dir is not None:
         storage = config.storage.model_copy(update={"path": Path(data_dir)})
         config = config.model_copy(update={"storage": storage})
     return config
+
+
+def _with_rule_files_from(config: DaemonConfig, base_dir: Path) -> DaemonConfig:
+    """Rule file paths are relative to the config file (as Prometheus'); load them now so bad rules stop start-up."""
+    from trm_otel.alerting.rules import load_rule_files, reference_problems
+
+    alerting = config.alerting
+    if not alerting.rule_files:
+        return config
+    resolved = tuple(str(base_dir / f) if not Path(f).is_absolute() else f for f in alerting.rule_files)
+    rules = load_rule_files(resolved)
+    problems = reference_problems(rules, alerting.receiver_names())
+    if problems:
+        raise ConfigError(problems)
+    return config.model_copy(update={"alerting": alerting.model_copy(update={"rule_files": resolved})})
 
 
 def check_config(path: str | Path) -> list[str]:

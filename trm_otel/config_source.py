@@ -22,7 +22,7 @@ import yaml
 
 from trm_otel.errors import ConfigError
 
-__all__ = ["Positions", "expand_env", "read_yaml"]
+__all__ = ["Positions", "expand_env", "located", "read_yaml"]
 
 Loc = tuple[int | str, ...]  # a location in the input, as pydantic reports it
 
@@ -143,3 +143,14 @@ def read_yaml(text: str, source: str) -> tuple[Any, Positions, list[tuple[Loc, s
     finally:
         loader.dispose()
     return data, Positions(node), duplicates
+
+
+def located(problems: list[tuple[str, str]], source: str, positions: Positions | None) -> list[tuple[str, str]]:
+    """Each key path prefixed by where it is: ``file:line:col`` (in file order) or just ``source``."""
+    if positions is None:
+        return [(": ".join(part for part in (source, path) if part), message) for path, message in problems]
+    placed = sorted(((positions.find(path), path, message) for path, message in problems), key=lambda p: p[0])
+    return [
+        (": ".join(part for part in (f"{source}:{line}:{column}", path) if part), message)
+        for (line, column), path, message in placed
+    ]

@@ -31,6 +31,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from trm_otel._version import __version__
+from trm_otel.alerting.service import AlertingService
 from trm_otel.api import ApiContext, Sample, build_api_app
 from trm_otel.asgi_server import EmbeddedServer
 from trm_otel.asgi_spans import route_span_details
@@ -97,6 +98,7 @@ class Daemon:
         self.exporters = self._build_exporters()
         self.data_dir = Path(config.storage.path)
         self.store: Store | None = None  # opened at start, in the data directory
+        self.alerting: AlertingService | None = None
         self.flusher: Flusher | None = None
         self._boundary_window = 0
         self.query_source: SeriesSource = MemorySource(self.aggregator, self.series)
@@ -250,6 +252,13 @@ class Daemon:
             self._servers.append(server)
             self.endpoints["otlp_http"] = self._announce("OTLP/HTTP receiver", http_settings.endpoint, port)
         self._self_tracer, self._self_meter = self._self_instrumentation()
+        self.alerting = AlertingService(
+            self.config.alerting,
+            data_dir=self.data_dir,
+            source=self.query_source,
+            slo=self.latency_config.slo,
+            scalars=self.series,
+        )
         api = build_api_app(
             ApiContext(
                 aggregator=self.aggregator,
@@ -259,6 +268,7 @@ class Daemon:
                 self_metrics=self.self_metrics,
                 version=__version__,
                 query_source=self.query_source,
+                alerting=self.alerting,
             )
         )
         traced_api = OpenTelemetryMiddleware(
@@ -272,6 +282,8 @@ class Daemon:
         port = await api_server.start()
         self._servers.append(api_server)
         self.endpoints["api"] = self._announce("API and UI", self.config.api.endpoint, port, scheme="http://")
+        self.alerting.default_external_url(f"http://{self.endpoints['api']}")
+        await self.alerting.start()
         self._tasks.append(asyncio.create_task(self._export_spanmetrics_forever(), name="spanmetrics"))
         self._tasks.append(asyncio.create_task(self._flush_forever(), name="flush"))
         if self.hostmetrics is not None:
@@ -426,6 +438,8 @@ class Daemon:
             await self._grpc.stop(grace_s)
         for server in reversed(self._servers):
             await server.stop()
+        if self.alerting is not None:
+            await self.alerting.stop()
         await asyncio.to_thread(self.pipeline.stop, grace_s * 3)
         if self.flusher is not None and self.store is not None:
             rows = await asyncio.to_thread(self.flusher.flush, True)
@@ -442,6 +456,15 @@ class Daemon:
             self._self_meter.shutdown()
         _logger.info("trm-otel stopped")
 
+    def _reload_rules(self) -> None:
+        """SIGHUP: re-read the rule files; a bad file is logged and the current rules stay."""
+        if self.alerting is None:
+            return
+        try:
+            self.alerting.reload()
+        except Exception as err:  # noqa: BLE001 - ConfigError or unreadable file: keep running
+            _logger.error("rule reload refused, keeping the current rules:\n%s", err)
+
     async def run(self) -> None:
         """Start, serve until SIGTERM or SIGINT, then stop gracefully."""
         stop = asyncio.Event()
@@ -449,6 +472,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, self._reload_rules)
         try:
             await self.start()
             await stop.wait()

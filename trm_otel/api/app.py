@@ -95,6 +95,7 @@ class ApiContext:
     self_metrics: Callable[[], Iterable[Sample]]
     version: str
     query_source: SeriesSource | None = None
+    alerting: Any = None  # an AlertingService: its routes are added when present
 
 
 class _Handlers:
@@ -237,6 +238,10 @@ def build_api_app(context: ApiContext) -> Starlette:
         Route("/api/v1/query", query.handle, methods=get),
         Route("/metrics", handlers.metrics, methods=get),
     ]
+    if context.alerting is not None:
+        from trm_otel.api.alerting import alerting_routes
+
+        routes += alerting_routes(context.alerting)
     return Starlette(
         routes=routes,
         exception_handlers={

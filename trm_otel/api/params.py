@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from trm_otel.config import parse_duration
+from trm_otel.config_types import parse_duration
 
 __all__ = ["BadParameter", "Query"]
 

@@ -50,7 +50,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from trm_otel._version import __version__
-from trm_otel.config import parse_duration
+from trm_otel.config_types import parse_duration
 from trm_otel.errors import ConfigError
 from trm_otel.system.readings import HostReader, HostReading, after_fork_in_child
 

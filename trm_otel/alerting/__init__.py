@@ -1,0 +1,1 @@
+"""Alert rules, their state, and the notifications they cause (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""One module per integration a receiver can have (Alertmanager's ``*_configs``)."""
