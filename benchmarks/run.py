@@ -192,6 +192,12 @@ def bench_store(rounds: int) -> Section:
     return bench_storage(rounds)
 
 
+def bench_alerts(rounds: int) -> Section:
+    from benchmarks.alert_latency import bench_alerting
+
+    return bench_alerting(rounds)
+
+
 BENCHMARKS: list[Callable[[int], Section]] = [
     bench_span_overhead,
     bench_aggregation,
@@ -199,6 +205,7 @@ BENCHMARKS: list[Callable[[int], Section]] = [
     bench_daemon,
     bench_host,
     bench_store,
+    bench_alerts,
 ]
 
 

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.alerting.notifiers.servers import RecordingHttpServer, SmtpServer
+from tests.alerting.notifiers.test_alertmanager import real_alertmanager  # noqa: F401 - a fixture
 
 from .daemon_process import DaemonProcess
 from .traffic import Traffic
@@ -319,3 +320,74 @@ def test_restart_between_firing_and_resolving(tmp_path: Path, hooks: RecordingHt
     finally:
         traffic.stop_all()
         process.stop()
+
+
+def cli(daemon: DaemonProcess, *args: str) -> tuple[int, str, str]:
+    import subprocess
+
+    from .daemon_process import trm_otel_command
+
+    done = subprocess.run([*trm_otel_command(), *args, "--api", daemon.api_url], capture_output=True, text=True,
+                          timeout=30)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_cli_lists_alerts_and_rules_and_manages_silences(daemon: DaemonProcess) -> None:
+    wait_for(lambda: alerts(daemon, "wait"))
+    code, out, _ = cli(daemon, "alerts", "list", "--state", "firing")
+    assert code == 0 and out.splitlines()[0].split()[:3] == ["FINGERPRINT", "STATE", "ACTIVE"]
+    assert 'service.name="wait"' in out
+    code, out, _ = cli(daemon, "rules", "list")
+    assert code == 0 and "Traffic" in out and "ok" in out
+    code, out, err = cli(daemon, "silences", "add", 'service.name="nothing-here"', "--duration", "10m",
+                         "--by", "cli", "--comment", "test")
+    assert code == 0, err
+    silence_id = out.strip()
+    code, out, _ = cli(daemon, "silences", "list")
+    assert silence_id in out and "active" in out
+    assert cli(daemon, "silences", "expire", silence_id)[0] == 0
+    listed = {s["id"]: s for s in daemon.get("/api/v1/silences")}
+    assert listed[silence_id]["status"]["state"] == "expired"
+    code, _, err = cli(daemon, "silences", "expire", "no-such-id")
+    assert code == 1 and "404" in err
+    code, _, err = cli(daemon, "silences", "add", "bad matcher", "--by", "x", "--comment", "y")
+    assert code == 1 and err
+    code, out, _ = cli(daemon, "rules", "reload", "--json")
+    assert code == 0 and '"groups": 1' in out
+
+
+def test_cli_reports_an_unreachable_daemon(tmp_path: Path) -> None:
+    import subprocess
+
+    from .daemon_process import trm_otel_command
+
+    done = subprocess.run([*trm_otel_command(), "alerts", "list", "--api", "http://127.0.0.1:9"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "cannot reach the daemon" in done.stderr
+
+
+def test_the_daemon_forwards_to_a_real_alertmanager(tmp_path: Path, real_alertmanager: str) -> None:
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(RULES))
+    alerting = {
+        "evaluation_interval": "1s",
+        "rule_files": ["rules.yaml"],
+        "route": {"receiver": "am", "group_by": ["alertname"], "group_wait": "1s", "group_interval": "1s"},
+        "receivers": [{"name": "am", "alertmanager_configs": [{"url": real_alertmanager, "resend_delay": "2s"}]}],
+    }
+    with DaemonProcess(tmp_path, {"alerting": alerting}) as process:
+        traffic = Traffic(process.grpc_endpoint)
+        traffic.start("forwarded")
+        try:
+            def held() -> Any:
+                found = httpx.get(f"{real_alertmanager}/api/v2/alerts", timeout=5).json()
+                return [a for a in found if a["labels"].get("service_name") == "forwarded"]
+
+            (alert,) = wait_for(held, what="the alert in Alertmanager")
+            assert alert["labels"]["alertname"] == "Traffic" and alert["status"]["state"] == "active"
+            assert alert["annotations"]["summary"].startswith("forwarded sends")
+            assert alert["generatorURL"].startswith("http://127.0.0.1:")
+            first_ends = alert["endsAt"]
+            # re-sent while firing: Alertmanager sees endsAt move forward
+            wait_for(lambda: held() and held()[0]["endsAt"] != first_ends, timeout=10, what="a re-send")
+        finally:
+            traffic.stop_all()
