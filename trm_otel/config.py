@@ -1037,6 +1037,7 @@ def load_config(path: str | Path | None = None, *, data_dir: str | Path | None =
         data, positions, duplicates = read_yaml(text, source)
         config = _parse(data, source, positions, duplicates)
         config = _with_rule_files_from(config, Path(path).resolve().parent)
+        config.auth.all_tokens()  # a token file that cannot be read or parsed stops start-up here
     if data_dir is not None:
         storage = config.storage.model_copy(update={"path": Path(data_dir)})
         config = config.model_copy(update={"storage": storage})

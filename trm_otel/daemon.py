@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from trm_otel._version import __version__
 from trm_otel.alerting.service import AlertingService
 from trm_otel.api import ApiContext, Sample, build_api_app
+from trm_otel.api.auth import Authenticator, AuthMiddleware
 from trm_otel.asgi_server import EmbeddedServer
 from trm_otel.asgi_spans import route_span_details
 from trm_otel.config import DaemonConfig
@@ -99,6 +100,7 @@ class Daemon:
         self.data_dir = Path(config.storage.path)
         self.store: Store | None = None  # opened at start, in the data directory
         self.alerting: AlertingService | None = None
+        self.authenticator = Authenticator(config.auth.all_tokens())
         self.flusher: Flusher | None = None
         self._boundary_window = 0
         self.query_source: SeriesSource = MemorySource(self.aggregator, self.series)
@@ -272,7 +274,7 @@ class Daemon:
             )
         )
         traced_api = OpenTelemetryMiddleware(
-            api,
+            AuthMiddleware(api, self.authenticator),
             tracer_provider=self._self_tracer,
             meter_provider=self._self_meter,
             default_span_details=route_span_details(api),

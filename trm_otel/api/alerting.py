@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from trm_otel.alerting.service import AlertingService
 from trm_otel.alerting.silences import Silence
+from trm_otel.api.auth import principal_of
 from trm_otel.api.params import Query
 from trm_otel.api.responses import error_response, json_response
 from trm_otel.config_types import parse_duration
@@ -247,9 +248,22 @@ class AlertingHandlers:
         return json_response({"notifications": await run_in_threadpool(answer)})
 
 
+def _own_tenant(service: AlertingService, endpoint: Any) -> Any:
+    """Alerting runs for one tenant (the service's); callers of any other tenant find nothing there."""
+
+    async def guarded(request: Request) -> Response:
+        tenant = principal_of(request).tenant
+        if tenant != service.tenant:
+            return error_response(404, f"tenant {tenant!r} has no alerting here: rules, alerts and silences "
+                                       f"belong to tenant {service.tenant!r}")
+        return await endpoint(request)
+
+    return guarded
+
+
 def alerting_routes(service: AlertingService) -> list[Route]:
     h = AlertingHandlers(service)
-    return [
+    routes = [
         Route("/api/v1/rules", h.rules, methods=["GET"]),
         Route("/api/v1/rules/reload", h.reload, methods=["POST"]),
         Route("/api/v1/rules/{group}", h.put_rules, methods=["PUT"]),
@@ -262,3 +276,4 @@ def alerting_routes(service: AlertingService) -> list[Route]:
         Route("/api/v1/silences/{id}", h.delete_silence, methods=["DELETE"]),
         Route("/api/v1/notifications", h.notifications, methods=["GET"]),
     ]
+    return [Route(r.path, _own_tenant(service, r.endpoint), methods=sorted(r.methods or ())) for r in routes]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from trm_otel.config_types import StrictModel
 from trm_otel.errors import ConfigError
@@ -73,10 +73,16 @@ class AuthConfig(StrictModel):
         items = data.get("tokens") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise ConfigError([("auth.token_file", f"{source} must hold a list of tokens (or tokens: [...])")])
-        try:
-            extra = tuple(TokenConfig.model_validate(item) for item in items)
-        except ValueError as err:
-            raise ConfigError([("auth.token_file", f"{source}: {err}")]) from None
+        extra = []
+        problems: list[tuple[str, str]] = []
+        for index, item in enumerate(items):
+            try:
+                extra.append(TokenConfig.model_validate(item))
+            except ValidationError as err:  # messages only: a token value must never be echoed
+                found = ConfigError.from_validation_error(err, f"tokens[{index}]", TokenConfig).problems
+                problems += [("auth.token_file", f"{source}: {path}: {message}") for path, message in found]
+        if problems:
+            raise ConfigError(problems)
         return (*self.tokens, *extra)
 
     @property

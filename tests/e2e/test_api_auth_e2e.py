@@ -1,0 +1,74 @@
+"""Bearer tokens on the real daemon's API: 401 without, 403 below the role, probes stay open."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from .daemon_process import DaemonProcess
+
+VIEWER = "viewer-token-0123456789abcdef"
+EDITOR = "editor-token-0123456789abcdef"
+FROM_FILE = "file-token-0123456789abcdef01"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    directory = tmp_path_factory.mktemp("auth")
+    (directory / "tokens.yaml").write_text(yaml.safe_dump({"tokens": [
+        {"name": "from-file", "token": FROM_FILE, "tenant": "default", "role": "admin"}]}))
+    config = {"auth": {"tokens": [{"name": "vic", "token": VIEWER, "role": "viewer"},
+                                  {"name": "eddie", "token": EDITOR, "role": "editor"}],
+                       "token_file": str(directory / "tokens.yaml")}}
+    with DaemonProcess(directory, config) as process:
+        yield process
+
+
+def call(daemon: DaemonProcess, method: str, path: str, token: str | None = None, **kwargs: object) -> httpx.Response:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.request(method, f"{daemon.api_url}{path}", headers=headers, timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+SILENCE = {"matchers": [{"name": "service.name", "value": "x", "isRegex": False}],
+           "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z", "createdBy": "t", "comment": "c"}
+
+
+def test_probes_need_no_token(daemon: DaemonProcess) -> None:
+    assert call(daemon, "GET", "/healthz").status_code == 200
+    assert call(daemon, "GET", "/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/services", "/api/v1/alerts", "/metrics", "/api/v1/silences"])
+def test_no_or_wrong_token_is_401(daemon: DaemonProcess, path: str) -> None:
+    missing = call(daemon, "GET", path)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+    assert missing.json()["error"].startswith("missing bearer token")
+    wrong = call(daemon, "GET", path, "not-a-valid-token-at-all-xx")
+    assert wrong.status_code == 401 and wrong.json()["error"].startswith("invalid token")
+
+
+def test_roles(daemon: DaemonProcess) -> None:
+    assert call(daemon, "GET", "/api/v1/alerts", VIEWER).status_code == 200
+    refused = call(daemon, "POST", "/api/v1/silences", VIEWER, json=SILENCE)
+    assert refused.status_code == 403 and "needs editor" in refused.json()["error"]
+    assert call(daemon, "POST", "/api/v1/silences", EDITOR, json=SILENCE).status_code == 200
+    assert call(daemon, "POST", "/api/v1/silences", FROM_FILE, json=SILENCE).status_code == 200
+
+
+def test_tokens_never_reach_the_log(daemon: DaemonProcess) -> None:
+    call(daemon, "GET", "/api/v1/alerts", "not-a-valid-token-at-all-xx")
+    text = "\n".join(daemon.log)
+    for token in (VIEWER, EDITOR, FROM_FILE, "not-a-valid-token-at-all-xx"):
+        assert token not in text
+
+
+def test_a_bad_token_file_stops_start_up(tmp_path: Path) -> None:
+    (tmp_path / "tokens.yaml").write_text("tokens: [{token: short}]\n")
+    process = DaemonProcess(tmp_path, {"auth": {"token_file": str(tmp_path / "tokens.yaml")}})
+    with pytest.raises(RuntimeError, match="at least 16 characters"):
+        process.start(timeout=20)
+    assert "short" not in "\n".join(process.log)
