@@ -15,6 +15,7 @@ failure                       gRPC                    HTTP
 bad data (permanent)          INVALID_ARGUMENT        400
 too large                     RESOURCE_EXHAUSTED      413
 overloaded (retry later)      UNAVAILABLE+RetryInfo   503 + ``Retry-After``
+missing or unknown token      UNAUTHENTICATED         401 + ``WWW-Authenticate``
 unsupported content type      --                      415
 method other than POST        --                      405 + ``Allow: POST``
 ============================  ======================  ===========================
@@ -47,6 +48,7 @@ __all__ = [
     "OtlpError",
     "Overloaded",
     "TooLarge",
+    "Unauthenticated",
     "UnsupportedMediaType",
     "grpc_trailers",
     "http_error",
@@ -134,6 +136,16 @@ class Overloaded(OtlpError):
         status = super().status()
         status.details.add().Pack(self.retry_info())
         return status
+
+
+class Unauthenticated(OtlpError):
+    """No bearer token, or one no configured token matches: the client must fix its credentials."""
+
+    code = code_pb2.UNAUTHENTICATED
+    http_status = 401
+
+    def http_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="trm-otel"'}
 
 
 class UnsupportedMediaType(OtlpError):

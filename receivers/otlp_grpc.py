@@ -34,10 +34,19 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from trm_otel.pipeline import Consumer
-from trm_otel.receivers.otlp_errors import RETRY_DELAY_S, InvalidData, OtlpError, Overloaded, grpc_trailers
+from trm_otel.api.auth import Authenticator
+from trm_otel.pipeline import DEFAULT_TENANT, Consumer
+from trm_otel.receivers.otlp_errors import (
+    RETRY_DELAY_S,
+    InvalidData,
+    OtlpError,
+    Overloaded,
+    Unauthenticated,
+    grpc_trailers,
+)
 from trm_otel.receivers.otlp_slim import SlimTraceRequest
 from trm_otel.receivers.otlp_traces import decode_traces, require_upb
+from trm_otel.tls import ServerTls
 
 __all__ = [
     "LogsReceiver",
@@ -62,9 +71,20 @@ class _Receiver(abc.ABC):
     response_class: type[Message]
     service_name: str
 
-    def __init__(self, consumer: Consumer, *, retry_delay_s: float = RETRY_DELAY_S) -> None:
+    def __init__(
+        self, consumer: Consumer, *, retry_delay_s: float = RETRY_DELAY_S, authenticator: Authenticator | None = None
+    ) -> None:
         self.consumer = consumer
         self.retry_delay_s = retry_delay_s
+        self.authenticator = authenticator if authenticator is not None else Authenticator()
+
+    def tenant_of(self, authorization: str | None) -> str:
+        """The sender's tenant from its ``authorization`` value; :class:`Unauthenticated` if none fits."""
+        principal = self.authenticator.principal(authorization)
+        if principal is None:
+            why = "missing bearer token" if not authorization else "invalid token"
+            raise Unauthenticated(f"{why}: send 'authorization: Bearer <token>' (any role may send telemetry)")
+        return principal.tenant
 
     def parse(self, data: bytes) -> Any:
         """The request in ``data`` (binary protobuf), or :class:`InvalidData`."""
@@ -76,8 +96,8 @@ class _Receiver(abc.ABC):
             raise InvalidData(f"body is not a valid protobuf {name}: {why}") from None
 
     @abc.abstractmethod
-    def export(self, request: Any) -> Any:
-        """Handle one parsed request; returns the response or raises :class:`OtlpError`."""
+    def export(self, request: Any, tenant: str = DEFAULT_TENANT) -> Any:
+        """Handle one parsed request of ``tenant``; returns the response or raises :class:`OtlpError`."""
 
     def _refused(self, what: str, count: int) -> Overloaded:
         return Overloaded(
@@ -89,7 +109,9 @@ class _Receiver(abc.ABC):
     ) -> Any:
         """The gRPC method: ``export`` with its failures turned into status + details trailer."""
         try:
-            return self.export(self.parse(request) if isinstance(request, bytes) else request)
+            authorization = next((v for k, v in context.invocation_metadata() or () if k == "authorization"), None)
+            tenant = self.tenant_of(authorization if isinstance(authorization, str) else None)
+            return self.export(self.parse(request) if isinstance(request, bytes) else request, tenant)
         except OtlpError as error:
             await context.abort(_GRPC_CODES[error.code], str(error), trailing_metadata=grpc_trailers(error))
 
@@ -120,15 +142,16 @@ class TraceReceiver(_Receiver, trace_service_pb2_grpc.TraceServiceServicer):
         max_age_s: float,
         max_future_s: float = 300.0,
         retry_delay_s: float = RETRY_DELAY_S,
+        authenticator: Authenticator | None = None,
     ) -> None:
-        super().__init__(consumer, retry_delay_s=retry_delay_s)
+        super().__init__(consumer, retry_delay_s=retry_delay_s, authenticator=authenticator)
         self.max_age_s = max_age_s
         self.max_future_s = max_future_s
 
-    def export(self, request: Any) -> Any:
+    def export(self, request: Any, tenant: str = DEFAULT_TENANT) -> Any:
         decoded = decode_traces(request, max_age_s=self.max_age_s, max_future_s=self.max_future_s)
         spans = len(decoded.batch)
-        if spans and not self.consumer.offer_traces(decoded.batch, request):
+        if spans and not self.consumer.offer_traces(decoded.batch, request, tenant):
             raise self._refused("spans", spans)
         response = self.response_class()
         if decoded.rejected:
@@ -144,9 +167,9 @@ class MetricsReceiver(_Receiver, metrics_service_pb2_grpc.MetricsServiceServicer
     response_class = metrics_service_pb2.ExportMetricsServiceResponse
     service_name = metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name
 
-    def export(self, request: Any) -> Any:
+    def export(self, request: Any, tenant: str = DEFAULT_TENANT) -> Any:
         points = count_data_points(request)
-        if points and not self.consumer.offer_metrics(request, points):
+        if points and not self.consumer.offer_metrics(request, points, tenant):
             raise self._refused("data points", points)
         return self.response_class()
 
@@ -158,9 +181,9 @@ class LogsReceiver(_Receiver, logs_service_pb2_grpc.LogsServiceServicer):
     response_class = logs_service_pb2.ExportLogsServiceResponse
     service_name = logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name
 
-    def export(self, request: Any) -> Any:
+    def export(self, request: Any, tenant: str = DEFAULT_TENANT) -> Any:
         records = count_log_records(request)
-        if records and not self.consumer.offer_logs(request, records):
+        if records and not self.consumer.offer_logs(request, records, tenant):
             raise self._refused("log records", records)
         return self.response_class()
 
@@ -183,13 +206,19 @@ def count_log_records(request: Any) -> int:
 
 
 def otlp_services(
-    consumer: Consumer, *, max_age_s: float, max_future_s: float = 300.0, retry_delay_s: float = RETRY_DELAY_S
+    consumer: Consumer,
+    *,
+    max_age_s: float,
+    max_future_s: float = 300.0,
+    retry_delay_s: float = RETRY_DELAY_S,
+    authenticator: Authenticator | None = None,
 ) -> tuple[TraceReceiver, MetricsReceiver, LogsReceiver]:
     """The three services over one consumer (shared by the gRPC server and the HTTP app)."""
+    common: dict[str, Any] = {"retry_delay_s": retry_delay_s, "authenticator": authenticator}
     return (
-        TraceReceiver(consumer, max_age_s=max_age_s, max_future_s=max_future_s, retry_delay_s=retry_delay_s),
-        MetricsReceiver(consumer, retry_delay_s=retry_delay_s),
-        LogsReceiver(consumer, retry_delay_s=retry_delay_s),
+        TraceReceiver(consumer, max_age_s=max_age_s, max_future_s=max_future_s, **common),
+        MetricsReceiver(consumer, **common),
+        LogsReceiver(consumer, **common),
     )
 
 
@@ -201,6 +230,8 @@ def build_grpc_server(
     max_age_s: float,
     max_future_s: float = 300.0,
     retry_delay_s: float = RETRY_DELAY_S,
+    authenticator: Authenticator | None = None,
+    tls: ServerTls | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """The OTLP/gRPC server bound to ``endpoint`` (not started) and its port (``:0`` picks a free one).
 
@@ -218,12 +249,16 @@ def build_grpc_server(
         tuple(
             service.rpc_handler()
             for service in otlp_services(
-                consumer, max_age_s=max_age_s, max_future_s=max_future_s, retry_delay_s=retry_delay_s
+                consumer,
+                max_age_s=max_age_s,
+                max_future_s=max_future_s,
+                retry_delay_s=retry_delay_s,
+                authenticator=authenticator,
             )
         )
     )
     try:
-        port = server.add_insecure_port(endpoint)
+        port = server.add_secure_port(endpoint, tls.grpc_credentials()) if tls else server.add_insecure_port(endpoint)
     except RuntimeError as exc:  # grpc reports a failed bind this way
         raise OSError(f"OTLP/gRPC receiver cannot listen on {endpoint}: {exc}") from None
     if port == 0:

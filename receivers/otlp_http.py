@@ -37,6 +37,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from trm_otel.api.auth import Authenticator
 from trm_otel.pipeline import Consumer
 from trm_otel.receivers.otlp_errors import (
     RETRY_DELAY_S,
@@ -70,6 +71,7 @@ def build_http_app(
     max_age_s: float,
     max_future_s: float = 300.0,
     retry_delay_s: float = RETRY_DELAY_S,
+    authenticator: Authenticator | None = None,
 ) -> Starlette:
     """The OTLP/HTTP app; ``max_request_body_size`` bounds bodies before and after decompression.
 
@@ -79,7 +81,11 @@ def build_http_app(
     if max_request_body_size <= 0:
         raise ValueError(f"max_request_body_size must be > 0, got {max_request_body_size}")
     traces, metrics, logs = otlp_services(
-        consumer, max_age_s=max_age_s, max_future_s=max_future_s, retry_delay_s=retry_delay_s
+        consumer,
+        max_age_s=max_age_s,
+        max_future_s=max_future_s,
+        retry_delay_s=retry_delay_s,
+        authenticator=authenticator,
     )
     routes = [
         Route(f"/v1/{signal}", _OtlpEndpoint(service, max_request_body_size))
@@ -107,10 +113,11 @@ class _OtlpEndpoint:
                 raise UnsupportedMediaType(
                     f"Content-Type {media_type or '(none)'!r} is not supported: use {PROTOBUF} or {JSON}"
                 )
+            tenant = self.service.tenant_of(headers.get("authorization"))
             data = await body.read(headers)
             json_class = self.service.json_class or self.service.request_class
             request = parse_json(data, json_class) if as_json else self.service.parse(data)
-            answer = self.service.export(request)
+            answer = self.service.export(request, tenant)
             if as_json:
                 response = Response(json_format.MessageToJson(answer, indent=None), 200, media_type=JSON)
             else:

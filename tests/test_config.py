@@ -141,7 +141,7 @@ INVALID: dict[str, list[str]] = {
         "8:13: processors.latency.windw: unknown key (did you mean 'window'?)",
         "10:47: exporters.otlp/upstream.timout: unknown key (did you mean 'timeout'?)",
         "11:37: storage.retention.raw: not a duration: 'forever' (use e.g. 500ms, 10s, 5m, 1h30m, 7d)",
-        "12:33: api.tls: unknown key",
+        "12:33: api.tls: Input should be a valid dictionary or instance of TlsSettings",
         "15:68: service.pipelines.traces.exporters[0]: unknown exporter 'otlp/upsteam'"
         " (configured: otlp/upstream; did you mean 'otlp/upstream'?)",
         "16:15: service.telemetry.logz: unknown key (did you mean 'logs'?)",

@@ -51,6 +51,7 @@ from trm_otel.config_source import Positions, expand_env, located, read_yaml
 from trm_otel.config_types import Duration, StrictModel, parse_duration
 from trm_otel.errors import ConfigError
 from trm_otel.slo import SloPolicy, SloTarget, slo_policy
+from trm_otel.tls import TlsSettings
 
 __all__ = [
     "ApiConfig",
@@ -214,9 +215,10 @@ _Model = StrictModel
 
 
 class _ServerConfig(_Model):
-    """A server section: its ``endpoint`` split for binding."""
+    """A server section: its ``endpoint`` split for binding, and optional TLS (:mod:`trm_otel.tls`)."""
 
     endpoint: str
+    tls: TlsSettings | None = None
 
     @property
     def host(self) -> str:

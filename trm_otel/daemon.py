@@ -31,7 +31,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from trm_otel._version import __version__
-from trm_otel.alerting.service import AlertingService
+from trm_otel.alerting.service import AlertingTenants
 from trm_otel.api import ApiContext, Sample, build_api_app
 from trm_otel.api.auth import Authenticator, AuthMiddleware
 from trm_otel.asgi_server import EmbeddedServer
@@ -52,6 +52,8 @@ from trm_otel.query import CombinedSource, MemorySource
 from trm_otel.receivers import build_grpc_server, build_http_app, require_upb
 from trm_otel.receivers.hostmetrics import HostMetricsReceiver
 from trm_otel.series_source import SeriesSource
+from trm_otel.tenants import DEFAULT_TENANT, TenantData, Tenants
+from trm_otel.tls import ServerTls, TlsSettings
 from trm_otel.storage import DATABASE_NAME, StorageSource, Store, retention_from_config
 from trm_otel.system import CachedReader, HealthMonitor, PsutilReader
 
@@ -71,6 +73,10 @@ class _Exporter:
     debug: DebugExporter | None = None
 
 
+def _tls_options(settings: TlsSettings | None) -> dict[str, Any]:
+    return ServerTls(settings).uvicorn_options() if settings is not None else {}
+
+
 class Daemon:
     """One daemon process: build with a validated config, then ``await start()`` / ``stop()``."""
 
@@ -80,30 +86,28 @@ class Daemon:
         self.demo_rps = demo_rps
         latency = config.latency()
         self.latency_config = latency
-        self.aggregator = LatencyAggregator(
-            window_s=latency.window,
-            history_s=latency.history,
-            cardinality_limit=latency.cardinality_limit,
-            track_cumulative=True,
-        )
-        self.series = ScalarSeriesStore(window_s=latency.window, history_s=latency.history)
-        self.log_counts = LogCounts(window_s=latency.window, history_s=latency.history)
-        self.metrics_ingest = OtlpMetricsIngest(self.aggregator, self.series)
+        self.authenticator = Authenticator(config.auth.all_tokens())
+        self.store: Store | None = None  # opened at start, in the data directory
+        self._boundary_window = 0
+        configured_tenants = {t.tenant for t in config.auth.all_tokens()} | {DEFAULT_TENANT}
+        self.tenants = Tenants(self._new_tenant, max_tenants=max(100, len(configured_tenants)))
         self.pipeline = Pipeline(
-            traces=self.aggregator.add_spans,
-            metrics=self.metrics_ingest.consume,
-            logs=self.log_counts.consume,
             max_pending_items=config.service.queue.max_pending_items,
             coalesce={"traces": SpanBatch.concat},
         )
+        self.pipeline.add_handler("traces", lambda t, batch: self.tenants.get(t).aggregator.add_spans(batch),
+                                  tenant_aware=True)
+        self.pipeline.add_handler("metrics", lambda t, request: self.tenants.get(t).metrics_ingest.consume(request),
+                                  tenant_aware=True)
+        self.pipeline.add_handler("logs", lambda t, request: self.tenants.get(t).log_counts.consume(request),
+                                  tenant_aware=True)
+        self.default = self.tenants.get(DEFAULT_TENANT)
+        self.aggregator = self.default.aggregator
+        self.series = self.default.series
+        self.query_source: SeriesSource = self.tenants.source
         self.exporters = self._build_exporters()
         self.data_dir = Path(config.storage.path)
-        self.store: Store | None = None  # opened at start, in the data directory
-        self.alerting: AlertingService | None = None
-        self.authenticator = Authenticator(config.auth.all_tokens())
-        self.flusher: Flusher | None = None
-        self._boundary_window = 0
-        self.query_source: SeriesSource = MemorySource(self.aggregator, self.series)
+        self.alerting: AlertingTenants | None = None
         hostmetrics = config.hostmetrics()
         self.hostmetrics = (
             HostMetricsReceiver(
@@ -192,6 +196,43 @@ class Daemon:
         probe.write_text(str(os.getpid()))
         probe.unlink()
 
+    def _new_tenant(self, name: str) -> TenantData:
+        """A tenant's aggregation state, stitched to its stored history when storage is open."""
+        latency = self.latency_config
+        aggregator = LatencyAggregator(
+            window_s=latency.window,
+            history_s=latency.history,
+            cardinality_limit=latency.cardinality_limit,
+            track_cumulative=True,
+        )
+        series = ScalarSeriesStore(window_s=latency.window, history_s=latency.history)
+        data = TenantData(
+            name,
+            aggregator,
+            series,
+            LogCounts(window_s=latency.window, history_s=latency.history),
+            OtlpMetricsIngest(aggregator, series),
+            MemorySource(aggregator, series, tenant=name),
+        )
+        if self.store is not None:
+            self._attach_storage(data)
+        return data
+
+    def _attach_storage(self, data: TenantData) -> None:
+        assert self.store is not None
+        storage = self.config.storage
+        data.flusher = Flusher(
+            data.aggregator, data.series, self.store, flush_interval_s=storage.flush_interval, tenant=data.name
+        )
+        stored = StorageSource(self.store, tenant=data.name)
+        data.aggregator.use_history(
+            stored,
+            self.history_boundary_s,
+            store_age_s=storage.retention.raw,
+            reach_s=max(storage.retention.raw, storage.retention.one_minute, storage.retention.one_hour),
+        )
+        data.source = CombinedSource(data.source, stored, self.history_boundary_s)
+
     def _open_storage(self) -> None:
         """Open the store and stitch it under memory: windows before the boundary come from disk."""
         storage = self.config.storage
@@ -200,19 +241,12 @@ class Daemon:
             retention_s=retention_from_config(storage.retention, self.aggregator.window_s),
             window_s=self.aggregator.window_s,
         )
-        self.flusher = Flusher(self.aggregator, self.series, self.store, flush_interval_s=storage.flush_interval)
         # Memory holds everything received since start-up, so from the start-up
         # window on it answers; before it, storage does. (Spans a previous run
         # wrote for this same window are read from storage once it leaves memory.)
         self._boundary_window = self.aggregator.grid.index(time.time_ns())
-        stored = StorageSource(self.store)
-        self.aggregator.use_history(
-            stored,
-            self.history_boundary_s,
-            store_age_s=storage.retention.raw,
-            reach_s=max(storage.retention.raw, storage.retention.one_minute, storage.retention.one_hour),
-        )
-        self.query_source = CombinedSource(MemorySource(self.aggregator, self.series), stored, self.history_boundary_s)
+        for data in self.tenants:
+            self._attach_storage(data)
 
     def history_boundary_s(self) -> float:
         """Where storage hands over to memory: the later of start-up and the oldest window memory keeps."""
@@ -238,6 +272,8 @@ class Daemon:
                 max_recv_msg_size_mib=grpc_settings.max_recv_msg_size_mib,
                 max_age_s=max_age_s,
                 max_future_s=_MAX_FUTURE_S,
+                authenticator=self.authenticator,
+                tls=ServerTls(grpc_settings.tls) if grpc_settings.tls else None,
             )
             await self._grpc.start()
             self.endpoints["otlp_grpc"] = self._announce("OTLP/gRPC receiver", grpc_settings.endpoint, port)
@@ -248,18 +284,20 @@ class Daemon:
                 max_request_body_size=int(http_settings.max_request_body_size_mib * 1024 * 1024),
                 max_age_s=max_age_s,
                 max_future_s=_MAX_FUTURE_S,
+                authenticator=self.authenticator,
             )
-            server = EmbeddedServer(app, http_settings.endpoint, name="otlp-http")
+            server = EmbeddedServer(app, http_settings.endpoint, name="otlp-http", **_tls_options(http_settings.tls))
             port = await server.start()
             self._servers.append(server)
             self.endpoints["otlp_http"] = self._announce("OTLP/HTTP receiver", http_settings.endpoint, port)
         self._self_tracer, self._self_meter = self._self_instrumentation()
-        self.alerting = AlertingService(
+        self.alerting = AlertingTenants(
             self.config.alerting,
             data_dir=self.data_dir,
             source=self.query_source,
+            scalars_of=lambda tenant: self.tenants.get(tenant).series,
             slo=self.latency_config.slo,
-            scalars=self.series,
+            tenants=tuple(sorted({t.tenant for t in self.config.auth.all_tokens()})),
         )
         api = build_api_app(
             ApiContext(
@@ -271,6 +309,7 @@ class Daemon:
                 version=__version__,
                 query_source=self.query_source,
                 alerting=self.alerting,
+                tenant_aggregator=lambda tenant: self.tenants.view(tenant).aggregator,
             )
         )
         traced_api = OpenTelemetryMiddleware(
@@ -280,11 +319,12 @@ class Daemon:
             default_span_details=route_span_details(api),
             exclude_spans=["receive", "send"],
         )
-        api_server = EmbeddedServer(traced_api, self.config.api.endpoint, name="api")
+        api_server = EmbeddedServer(traced_api, self.config.api.endpoint, name="api", **_tls_options(self.config.api.tls))
         port = await api_server.start()
         self._servers.append(api_server)
-        self.endpoints["api"] = self._announce("API and UI", self.config.api.endpoint, port, scheme="http://")
-        self.alerting.default_external_url(f"http://{self.endpoints['api']}")
+        api_scheme = "https://" if self.config.api.tls else "http://"
+        self.endpoints["api"] = self._announce("API and UI", self.config.api.endpoint, port, scheme=api_scheme)
+        self.alerting.default_external_url(f"{api_scheme}{self.endpoints['api']}")
         await self.alerting.start()
         self._tasks.append(asyncio.create_task(self._export_spanmetrics_forever(), name="spanmetrics"))
         self._tasks.append(asyncio.create_task(self._flush_forever(), name="flush"))
@@ -370,12 +410,14 @@ class Daemon:
                 )
         yield Sample("trm_otel_pipeline_pending_items", "gauge", "Items waiting for processing.", {},
                      counters.pending_items)
-        stats = self.aggregator.stats.snapshot()
-        yield Sample("trm_otel_spans_accepted_total", "counter", "Spans aggregated.", {}, stats.accepted)
-        for reason, value in stats.rejected.items():
-            yield Sample("trm_otel_spans_rejected_total", "counter", "Spans not aggregated, by reason.",
-                         {"reason": reason}, value)
-        yield Sample("trm_otel_series", "gauge", "Span latency series.", {}, len(self.aggregator.registry))
+        for tenant in self.tenants:
+            stats = tenant.aggregator.stats.snapshot()
+            labels = {"tenant": tenant.name}
+            yield Sample("trm_otel_spans_accepted_total", "counter", "Spans aggregated.", labels, stats.accepted)
+            for reason, value in stats.rejected.items():
+                yield Sample("trm_otel_spans_rejected_total", "counter", "Spans not aggregated, by reason.",
+                             {**labels, "reason": reason}, value)
+            yield Sample("trm_otel_series", "gauge", "Span latency series.", labels, len(tenant.aggregator.registry))
         for exporter in self.exporters:
             if exporter.forwarder is None:
                 continue
@@ -390,17 +432,22 @@ class Daemon:
         yield Sample("trm_otel_uptime_seconds", "gauge", "Seconds since the daemon started.", {},
                      time.time() - self._started_at)
 
+    def _flush_all(self, final: bool = False) -> int:
+        """Write every tenant's closed windows (all of them when ``final``); the rows written."""
+        return sum(data.flusher.flush(final) for data in self.tenants if data.flusher is not None)
+
     async def _flush_forever(self) -> None:
         """Write closed windows every flush interval; compact about once a minute."""
-        assert self.flusher is not None
+        flusher = self.default.flusher
+        assert flusher is not None
         last_compaction = time.monotonic()
         while True:
-            await asyncio.sleep(self.flusher.flush_interval_s)
+            await asyncio.sleep(flusher.flush_interval_s)
             try:
-                await asyncio.to_thread(self.flusher.flush)
-                if time.monotonic() - last_compaction >= self.flusher.compact_interval_s:
+                await asyncio.to_thread(self._flush_all)
+                if time.monotonic() - last_compaction >= flusher.compact_interval_s:
                     last_compaction = time.monotonic()
-                    await asyncio.to_thread(self.flusher.compact)
+                    await asyncio.to_thread(flusher.compact)  # the store is shared: one compaction for all
             except Exception:  # noqa: BLE001 - a failed flush is retried next interval; memory keeps the data
                 _logger.exception("flushing to storage failed")
 
@@ -416,12 +463,13 @@ class Daemon:
         return [e.forwarder for e in self.exporters if e.forwarder is not None and "spanmetrics" in e.signals]
 
     def _export_spanmetrics(self, forwarders: list[OtlpForwarder]) -> None:
-        data = spanmetrics_data(self.aggregator, time.time_ns())
-        if data is None:
-            return
-        request = encode_metrics(data)
-        for forwarder in forwarders:
-            forwarder.send("metrics", request)
+        for tenant in self.tenants:
+            data = spanmetrics_data(tenant.aggregator, time.time_ns())
+            if data is None:
+                continue
+            request = encode_metrics(data)
+            for forwarder in forwarders:
+                forwarder.send("metrics", request)
 
     # ---------------------------------------------------------------- stop
 
@@ -443,8 +491,8 @@ class Daemon:
         if self.alerting is not None:
             await self.alerting.stop()
         await asyncio.to_thread(self.pipeline.stop, grace_s * 3)
-        if self.flusher is not None and self.store is not None:
-            rows = await asyncio.to_thread(self.flusher.flush, True)
+        if self.store is not None:
+            rows = await asyncio.to_thread(self._flush_all, True)
             self.store.close()
             _logger.info("flushed %d rows to %s", rows, self.store.path)
         if self._spanmetrics_forwarders():  # the final totals, after the pipeline drained

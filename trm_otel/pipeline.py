@@ -33,14 +33,17 @@ _logger = logging.getLogger(__name__)
 Signal = Literal["traces", "metrics", "logs"]
 
 
+DEFAULT_TENANT = "default"
+
+
 class Consumer(Protocol):
-    """What receivers hand decoded requests to (the daemon's :class:`Pipeline`)."""
+    """What receivers hand decoded requests to (the daemon's :class:`Pipeline`), per tenant."""
 
-    def offer_traces(self, batch: Any, request: Any = None) -> bool: ...
+    def offer_traces(self, batch: Any, request: Any = None, tenant: str = DEFAULT_TENANT) -> bool: ...
 
-    def offer_metrics(self, request: Any, points: int) -> bool: ...
+    def offer_metrics(self, request: Any, points: int, tenant: str = DEFAULT_TENANT) -> bool: ...
 
-    def offer_logs(self, request: Any, records: int) -> bool: ...
+    def offer_logs(self, request: Any, records: int, tenant: str = DEFAULT_TENANT) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +64,11 @@ class Pipeline:
     ``traces`` handlers receive a ``SpanBatch``; ``metrics`` handlers an
     ``ExportMetricsServiceRequest``; ``logs`` handlers an
     ``ExportLogsServiceRequest``. A handler that raises is logged and
-    counted under ``failed``; the others still run. With ``coalesce`` a
-    signal's queued offers are combined (up to ``max_coalesced_items``)
+    counted under ``failed``; the others still run. Every offer belongs to
+    a tenant (the sender's token decides which); a handler registered with
+    ``tenant_aware=True`` is called as ``handler(tenant, payload)``, the
+    others as ``handler(payload)``. With ``coalesce`` a signal's queued
+    offers of one tenant are combined (up to ``max_coalesced_items``)
     before its handlers run, so a backlog is worked off in larger, cheaper
     calls; raw handlers still get every request.
     """
@@ -86,9 +92,10 @@ class Pipeline:
             "logs": _as_list(logs),
         }
         self._raw_handlers: dict[Signal, list[Callable[[Any], Any]]] = {"traces": [], "metrics": [], "logs": []}
+        self._tenant_aware: set[int] = set()
         self._coalesce = dict(coalesce or {})
         self._max_coalesced_items = max_coalesced_items
-        self._queue: deque[tuple[Signal, tuple[Any, Any], int]] = deque()
+        self._queue: deque[tuple[Signal, str, tuple[Any, Any], int]] = deque()
         self._pending = 0
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
@@ -102,38 +109,43 @@ class Pipeline:
         self._processed = dict.fromkeys(signals, 0)
         self._failed = dict.fromkeys(signals, 0)
 
-    def add_handler(self, signal: Signal, handler: Callable[[Any], Any], *, raw: bool = False) -> None:
+    def add_handler(
+        self, signal: Signal, handler: Callable[..., Any], *, raw: bool = False, tenant_aware: bool = False
+    ) -> None:
         """Register one more handler (before ``start``).
 
         A handler gets the decoded form (a ``SpanBatch`` for traces, the
         request for metrics and logs); with ``raw=True`` it gets the request
         as received (exporters forwarding it), and is skipped when a
-        receiver offered no request.
+        receiver offered no request. ``tenant_aware`` handlers get the
+        tenant first.
         """
         (self._raw_handlers if raw else self._handlers)[signal].append(handler)
+        if tenant_aware:
+            self._tenant_aware.add(id(handler))
 
     # --------------------------------------------------------------- offers
 
-    def _offer(self, signal: Signal, payload: Any, items: int) -> bool:
+    def _offer(self, signal: Signal, payload: Any, items: int, tenant: str) -> bool:
         with self._lock:
             if self._stopping or (self._pending + items > self.max_pending_items and self._pending > 0):
                 self._refused[signal] += items
                 return False
-            self._queue.append((signal, payload, items))
+            self._queue.append((signal, tenant, payload, items))
             self._pending += items
             self._accepted[signal] += items
             self._ready.notify()
             return True
 
-    def offer_traces(self, batch: Any, request: Any = None) -> bool:
+    def offer_traces(self, batch: Any, request: Any = None, tenant: str = DEFAULT_TENANT) -> bool:
         """Offer decoded spans; ``request`` (the received protobuf) is what raw handlers forward."""
-        return self._offer("traces", (batch, request), len(batch))
+        return self._offer("traces", (batch, request), len(batch), tenant)
 
-    def offer_metrics(self, request: Any, points: int) -> bool:
-        return self._offer("metrics", (request, request), points)
+    def offer_metrics(self, request: Any, points: int, tenant: str = DEFAULT_TENANT) -> bool:
+        return self._offer("metrics", (request, request), points, tenant)
 
-    def offer_logs(self, request: Any, records: int) -> bool:
-        return self._offer("logs", (request, request), records)
+    def offer_logs(self, request: Any, records: int, tenant: str = DEFAULT_TENANT) -> bool:
+        return self._offer("logs", (request, request), records, tenant)
 
     # --------------------------------------------------------------- worker
 
@@ -149,14 +161,14 @@ class Pipeline:
                     self._ready.wait()
                 if not self._queue:
                     return
-                signal, (decoded, raw), items = self._queue.popleft()
+                signal, tenant, (decoded, raw), items = self._queue.popleft()
                 raws = [raw]
                 combine = self._coalesce.get(signal)
-                if combine is not None and self._queue and self._queue[0][0] == signal:
-                    # Under load, hand the handlers several offers at once.
+                if combine is not None and self._queue and self._queue[0][:2] == (signal, tenant):
+                    # Under load, hand the handlers several offers (of one tenant) at once.
                     parts = [decoded]
-                    while self._queue and self._queue[0][0] == signal and items < self._max_coalesced_items:
-                        _, (more, more_raw), more_items = self._queue.popleft()
+                    while self._queue and self._queue[0][:2] == (signal, tenant) and items < self._max_coalesced_items:
+                        _, _, (more, more_raw), more_items = self._queue.popleft()
                         parts.append(more)
                         raws.append(more_raw)
                         items += more_items
@@ -167,7 +179,10 @@ class Pipeline:
                 calls += [(h, r) for r in raws if r is not None for h in self._raw_handlers[signal]]
                 for handler, payload in calls:
                     try:
-                        handler(payload)
+                        if id(handler) in self._tenant_aware:
+                            handler(tenant, payload)
+                        else:
+                            handler(payload)
                     except Exception:  # noqa: BLE001 - one bad handler must not stop the pipeline
                         _logger.exception("%s handler %r failed", signal, handler)
                         with self._lock:

@@ -43,7 +43,8 @@ def setup(tmp_path: Path) -> Iterator[tuple[TestClient, AlertingService]]:
                               scalars=scalars, clock=lambda: NOW)
     service.evaluate_due(NOW)
     app = build_api_app(ApiContext(aggregator, POLICY, ready=lambda: True, health=lambda: {}, self_metrics=lambda: [],
-                                   version="t", query_source=MemorySource(aggregator, scalars), alerting=service))
+                                   version="t", query_source=MemorySource(aggregator, scalars),
+                                   alerting=lambda tenant: service))
     with TestClient(app) as client:
         yield client, service
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
-_LISTENING = re.compile(r"(OTLP/gRPC receiver|OTLP/HTTP receiver|API and UI) listening on (?:http://)?(\S+)")
+_LISTENING = re.compile(r"(OTLP/gRPC receiver|OTLP/HTTP receiver|API and UI) listening on (?:https?://)?(\S+)")
 _KEYS = {"OTLP/gRPC receiver": "grpc", "OTLP/HTTP receiver": "http", "API and UI": "api"}
 
 

@@ -70,25 +70,27 @@ class RecordingConsumer:
         self.traces: list[Any] = []
         self.metrics: list[tuple[Any, int]] = []
         self.logs: list[tuple[Any, int]] = []
+        self.tenants: list[str] = []
         self.lock = threading.Lock()
 
-    def _offer(self, target: list[Any], item: Any) -> bool:
+    def _offer(self, target: list[Any], item: Any, tenant: str) -> bool:
         with self.lock:
             if self.refuse > 0:
                 self.refuse -= 1
                 self.refused += 1
                 return False
             target.append(item)
+            self.tenants.append(tenant)
             return True
 
-    def offer_traces(self, batch: Any, request: Any = None) -> bool:
-        return self._offer(self.traces, batch)
+    def offer_traces(self, batch: Any, request: Any = None, tenant: str = "default") -> bool:
+        return self._offer(self.traces, batch, tenant)
 
-    def offer_metrics(self, request: Any, points: int) -> bool:
-        return self._offer(self.metrics, (request, points))
+    def offer_metrics(self, request: Any, points: int, tenant: str = "default") -> bool:
+        return self._offer(self.metrics, (request, points), tenant)
 
-    def offer_logs(self, request: Any, records: int) -> bool:
-        return self._offer(self.logs, (request, records))
+    def offer_logs(self, request: Any, records: int, tenant: str = "default") -> bool:
+        return self._offer(self.logs, (request, records), tenant)
 
     def span_names(self) -> list[str]:
         with self.lock:

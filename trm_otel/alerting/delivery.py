@@ -51,8 +51,10 @@ class DeliveryWorker:
         retry: DeliveryRetry | None = None,
         clock: Callable[[], float] = time.time,
         max_parallel: int = 8,
+        tenant: str | None = None,
     ) -> None:
         self.log = log
+        self.tenant = tenant
         self.notifiers = dict(notifiers)
         self.retry = retry or DeliveryRetry()
         self.clock = clock
@@ -71,7 +73,7 @@ class DeliveryWorker:
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             now = self.clock()
-            due = await asyncio.to_thread(self.log.due, now)
+            due = await asyncio.to_thread(lambda: self.log.due(now, tenant=self.tenant))
             for delivery in due:
                 if delivery.id in self._in_flight:
                     continue
@@ -79,7 +81,7 @@ class DeliveryWorker:
                 task = asyncio.create_task(self._deliver(delivery))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            next_at = await asyncio.to_thread(self.log.next_due_at)
+            next_at = await asyncio.to_thread(self.log.next_due_at, self.tenant)
             wait = 0.5 if next_at is None else min(0.5, max(0.01, next_at - self.clock()))
             self._wake.clear()
             try:

@@ -180,19 +180,23 @@ class NotificationLog:
 
     # ----------------------------------------------------------- deliveries
 
-    def due(self, now: float, limit: int = 100) -> list[Delivery]:
+    def due(self, now: float, limit: int = 100, *, tenant: str | None = None) -> list[Delivery]:
+        where, args = (" AND tenant = ?", (tenant,)) if tenant is not None else ("", ())
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, tenant, receiver, integration, notification, status, attempts, created_at,"
                 " next_attempt_at, last_error FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
-                " ORDER BY next_attempt_at, id LIMIT ?",
-                (now, limit),
+                f"{where} ORDER BY next_attempt_at, id LIMIT ?",
+                (now, *args, limit),
             ).fetchall()
         return [self._delivery(row) for row in rows]
 
-    def next_due_at(self) -> float | None:
+    def next_due_at(self, tenant: str | None = None) -> float | None:
+        where, args = (" AND tenant = ?", (tenant,)) if tenant is not None else ("", ())
         with self._lock:
-            row = self._db.execute("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'").fetchone()
+            row = self._db.execute(
+                f"SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'{where}", args
+            ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
     def held(self, tenant: str, receiver: str) -> list[Delivery]:

@@ -53,7 +53,7 @@ from trm_otel.query import Evaluator
 from trm_otel.series_source import SeriesSource
 from trm_otel.slo import SloPolicy
 
-__all__ = ["ALERTS_METRIC", "AlertingService", "DATABASE_NAME", "RuleHealth"]
+__all__ = ["ALERTS_METRIC", "AlertingService", "AlertingTenants", "DATABASE_NAME", "RuleHealth"]
 
 _logger = logging.getLogger("trm_otel.alerting")
 
@@ -115,7 +115,12 @@ class _ApiRuleStore:
 
 
 class AlertingService:
-    """Rules, alert state, silences, acks, dispatch and delivery for the daemon (tenant ``default``)."""
+    """One tenant's rules, alert state, silences, acks, dispatch and delivery.
+
+    Rule files belong to tenant ``default`` (the operator's); other tenants
+    have the rule groups they create through the API. Receivers, routes and
+    policies are the daemon's, shared by every tenant.
+    """
 
     def __init__(
         self,
@@ -128,6 +133,7 @@ class AlertingService:
         base_dir: Path | None = None,
         external_url: str = "",
         clock: Any = time.time,
+        tenant: str = DEFAULT_TENANT,
     ) -> None:
         self.config = config
         self.source = source
@@ -136,8 +142,9 @@ class AlertingService:
         self.base_dir = base_dir
         self.clock = clock
         self.external_url = (config.external_url or external_url).rstrip("/")
-        self.tenant = DEFAULT_TENANT
-        self.file_rules = load_rule_files(config.rule_files, base_dir=base_dir)  # ConfigError: refuse to start
+        self.tenant = tenant
+        self.rule_files = config.rule_files if tenant == DEFAULT_TENANT else ()
+        self.file_rules = load_rule_files(self.rule_files, base_dir=base_dir)  # ConfigError: refuse to start
         path = data_dir / DATABASE_NAME
         self.state_store = AlertStateStore(path)
         self.silences = SilenceStore(path)
@@ -152,6 +159,7 @@ class AlertingService:
             self.notifiers,
             retry=DeliveryRetry(retry.initial_interval, retry.max_interval, retry.max_elapsed_time, retry.timeout),
             clock=clock,
+            tenant=tenant,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self.dispatcher = Dispatcher(
@@ -244,7 +252,7 @@ class AlertingService:
 
     def reload(self) -> LoadedRules:
         """Re-read the rule files; on any problem keep the current rules and raise ConfigError."""
-        files = load_rule_files(self.config.rule_files, base_dir=self.base_dir)
+        files = load_rule_files(self.rule_files, base_dir=self.base_dir)
         with self._rules_lock:
             previous = self.file_rules
             self.file_rules = files
@@ -478,3 +486,68 @@ class AlertingService:
 
 def _rule_key(group: RuleGroup, rule: AlertRule) -> str:
     return f"{group.name}/{rule.alert}"
+
+
+class AlertingTenants:
+    """Every tenant's :class:`AlertingService`, over the shared config and database; call it with a tenant."""
+
+    def __init__(
+        self,
+        config: AlertingConfig,
+        *,
+        data_dir: Path,
+        source: SeriesSource,
+        scalars_of: Any,
+        slo: SloPolicy | None = None,
+        tenants: tuple[str, ...] = (DEFAULT_TENANT,),
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.source = source
+        self.scalars_of = scalars_of
+        self.slo = slo
+        self.external_url = ""
+        self._services: dict[str, AlertingService] = {}
+        self._lock = threading.Lock()
+        self._running = False
+        for tenant in sorted(set(tenants) | {DEFAULT_TENANT}):
+            self(tenant)
+
+    @property
+    def default(self) -> AlertingService:
+        return self(DEFAULT_TENANT)
+
+    def __call__(self, tenant: str) -> AlertingService:
+        found = self._services.get(tenant)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._services.get(tenant)
+            if found is None:
+                found = AlertingService(
+                    self.config, data_dir=self.data_dir, source=self.source, slo=self.slo,
+                    scalars=self.scalars_of(tenant), tenant=tenant, external_url=self.external_url,
+                )
+                self._services[tenant] = found
+                if self._running:  # created by a request on the running loop
+                    asyncio.get_running_loop().create_task(found.start())
+        return found
+
+    def default_external_url(self, url: str) -> None:
+        self.external_url = url
+        for service in list(self._services.values()):
+            service.default_external_url(url)
+
+    def reload(self) -> LoadedRules:
+        """Re-read the rule files (tenant ``default``'s)."""
+        return self.default.reload()
+
+    async def start(self) -> None:
+        self._running = True
+        for service in list(self._services.values()):
+            await service.start()
+
+    async def stop(self) -> None:
+        self._running = False
+        for service in list(self._services.values()):
+            await service.stop()

@@ -20,6 +20,7 @@ handler does its SQLite work on a worker thread.
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -78,8 +79,12 @@ def _time(value: Any, field: str) -> float:
 
 
 class AlertingHandlers:
-    def __init__(self, service: AlertingService) -> None:
-        self.service = service
+    def __init__(self, services: Callable[[str], AlertingService]) -> None:
+        self.services = services
+
+    def _service(self, request: Request) -> AlertingService:
+        """The caller's tenant's alerting: rules, alerts, silences and deliveries never cross tenants."""
+        return self.services(principal_of(request).tenant)
 
     async def _guard(self, request: Request, handler: Any) -> Response:
         try:
@@ -94,7 +99,7 @@ class AlertingHandlers:
 
     async def rules(self, request: Request) -> Response:
         Query.from_items(request.query_params.multi_items(), ())
-        return json_response({"groups": await run_in_threadpool(self.service.rules_json)})
+        return json_response({"groups": await run_in_threadpool(self._service(request).rules_json)})
 
     async def put_rules(self, request: Request) -> Response:
         async def handle(request: Request) -> Response:
@@ -105,7 +110,7 @@ class AlertingHandlers:
                 if body["name"] != name:
                     raise _Refused(400, f"name: {body['name']!r} differs from the group in the path ({name!r})")
             try:
-                group = await run_in_threadpool(self.service.put_rule_group, body)
+                group = await run_in_threadpool(self._service(request).put_rule_group, body)
             except ConfigError as err:
                 raise _problems(err) from None
             return json_response({"name": group.name, "rules": len(group.rules)})
@@ -116,7 +121,7 @@ class AlertingHandlers:
         async def handle(request: Request) -> Response:
             name = request.path_params["group"]
             try:
-                found = await run_in_threadpool(self.service.delete_rule_group, name)
+                found = await run_in_threadpool(self._service(request).delete_rule_group, name)
             except ConfigError as err:
                 raise _Refused(409, str(err)) from None
             if not found:
@@ -128,7 +133,7 @@ class AlertingHandlers:
     async def reload(self, request: Request) -> Response:
         async def handle(request: Request) -> Response:
             try:
-                rules = await run_in_threadpool(self.service.reload)
+                rules = await run_in_threadpool(self._service(request).reload)
             except ConfigError as err:
                 raise _problems(err) from None
             return json_response({"groups": len(rules.groups)})
@@ -142,7 +147,7 @@ class AlertingHandlers:
         state = query.text("state")
         if state is not None and state not in _STATES:
             return error_response(400, f"state: expected one of {', '.join(_STATES)}, got {state!r}")
-        alerts = await run_in_threadpool(self.service.alerts_json)
+        alerts = await run_in_threadpool(self._service(request).alerts_json)
         if state is not None:
             alerts = [a for a in alerts if a["state"] == state]
         return json_response({"alerts": alerts})
@@ -162,7 +167,7 @@ class AlertingHandlers:
             comment = body.get("comment", "")
             if not isinstance(comment, str):
                 raise _Refused(400, "comment: expected a string")
-            now = self.service.clock()
+            now = self._service(request).clock()
             if "expiresAt" in body:
                 expires = _time(body["expiresAt"], "expiresAt")
             else:
@@ -170,9 +175,10 @@ class AlertingHandlers:
                     expires = now + parse_duration(body.get("duration", "1h"))
                 except ValueError as err:
                     raise _Refused(400, f"duration: {err}") from None
+            service = self._service(request)
             try:
                 ack = await run_in_threadpool(
-                    lambda: self.service.ack(fingerprint, by=by, comment=comment, expires_at=expires)
+                    lambda: service.ack(fingerprint, by=by, comment=comment, expires_at=expires)
                 )
             except KeyError:
                 raise _Refused(404, f"no firing alert with fingerprint {fingerprint!r}") from None
@@ -186,7 +192,7 @@ class AlertingHandlers:
 
     async def silences(self, request: Request) -> Response:
         Query.from_items(request.query_params.multi_items(), ())
-        service = self.service
+        service = self._service(request)
         found = await run_in_threadpool(service.silences.list, service.tenant)
         now = service.clock()
         return json_response([s.to_api_json(now) for s in found])
@@ -194,7 +200,7 @@ class AlertingHandlers:
     async def post_silence(self, request: Request) -> Response:
         async def handle(request: Request) -> Response:
             body = await _json_body(request)
-            service = self.service
+            service = self._service(request)
             try:
                 silence = Silence.parse(body)
                 silence_id = await run_in_threadpool(service.silences.create_or_update, service.tenant, silence)
@@ -209,7 +215,7 @@ class AlertingHandlers:
         return await self._guard(request, handle)
 
     async def get_silence(self, request: Request) -> Response:
-        service = self.service
+        service = self._service(request)
         silence_id = request.path_params["id"]
         try:
             silence = await run_in_threadpool(service.silences.get, service.tenant, silence_id)
@@ -218,7 +224,7 @@ class AlertingHandlers:
         return json_response(silence.to_api_json(service.clock()))
 
     async def delete_silence(self, request: Request) -> Response:
-        service = self.service
+        service = self._service(request)
         silence_id = request.path_params["id"]
         try:
             await run_in_threadpool(service.silences.expire, service.tenant, silence_id)
@@ -231,7 +237,7 @@ class AlertingHandlers:
     async def notifications(self, request: Request) -> Response:
         query = Query.from_items(request.query_params.multi_items(), ("limit",))
         limit = query.integer("limit", default=100, minimum=1, maximum=1000)
-        service = self.service
+        service = self._service(request)
 
         def answer() -> list[dict[str, Any]]:
             out = []
@@ -248,22 +254,10 @@ class AlertingHandlers:
         return json_response({"notifications": await run_in_threadpool(answer)})
 
 
-def _own_tenant(service: AlertingService, endpoint: Any) -> Any:
-    """Alerting runs for one tenant (the service's); callers of any other tenant find nothing there."""
-
-    async def guarded(request: Request) -> Response:
-        tenant = principal_of(request).tenant
-        if tenant != service.tenant:
-            return error_response(404, f"tenant {tenant!r} has no alerting here: rules, alerts and silences "
-                                       f"belong to tenant {service.tenant!r}")
-        return await endpoint(request)
-
-    return guarded
-
-
-def alerting_routes(service: AlertingService) -> list[Route]:
-    h = AlertingHandlers(service)
-    routes = [
+def alerting_routes(services: Callable[[str], AlertingService]) -> list[Route]:
+    """The routes over ``services(tenant)``, the alerting of the caller's tenant."""
+    h = AlertingHandlers(services)
+    return [
         Route("/api/v1/rules", h.rules, methods=["GET"]),
         Route("/api/v1/rules/reload", h.reload, methods=["POST"]),
         Route("/api/v1/rules/{group}", h.put_rules, methods=["PUT"]),
@@ -276,4 +270,3 @@ def alerting_routes(service: AlertingService) -> list[Route]:
         Route("/api/v1/silences/{id}", h.delete_silence, methods=["DELETE"]),
         Route("/api/v1/notifications", h.notifications, methods=["GET"]),
     ]
-    return [Route(r.path, _own_tenant(service, r.endpoint), methods=sorted(r.methods or ())) for r in routes]

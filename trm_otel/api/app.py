@@ -51,6 +51,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from trm_otel.api.auth import principal_of
 from trm_otel.api.params import BadParameter, Query
 from trm_otel.api.prometheus import CONTENT_TYPE, Sample
 from trm_otel.api.query import QueryRoute
@@ -95,7 +96,19 @@ class ApiContext:
     self_metrics: Callable[[], Iterable[Sample]]
     version: str
     query_source: SeriesSource | None = None
-    alerting: Any = None  # an AlertingService: its routes are added when present
+    alerting: Any = None  # alerting routes are added when present (see trm_otel.api.alerting)
+    tenant_aggregator: Callable[[str], LatencyAggregator] | None = None
+
+    def aggregator_of(self, tenant: str) -> LatencyAggregator:
+        """The caller's tenant's aggregator: each tenant's views read only its own spans."""
+        if self.tenant_aggregator is not None:
+            return self.tenant_aggregator(tenant)
+        if tenant == "default":
+            return self.aggregator
+        return _EMPTY.setdefault(tenant, LatencyAggregator(window_s=self.aggregator.window_s))
+
+
+_EMPTY: dict[str, LatencyAggregator] = {}
 
 
 class _Handlers:
@@ -110,6 +123,9 @@ class _Handlers:
 
     def _range(self, query: Query, default: str) -> float:
         return min(query.duration("range", default), self.context.aggregator.max_range_s)
+
+    def _aggregator(self, request: Request) -> LatencyAggregator:
+        return self.context.aggregator_of(principal_of(request).tenant)
 
     # ---------------------------------------------------------------- probes
 
@@ -140,9 +156,10 @@ class _Handlers:
         query = Query.from_items(request.query_params.multi_items(), ("range",))
         range_s = self._range(query, "5m")
         context = self.context
+        aggregator = self._aggregator(request)
 
         def answer() -> dict[str, Any]:
-            summaries = service_summaries(context.aggregator.endpoints(range_s), context.slo)
+            summaries = service_summaries(aggregator.endpoints(range_s), context.slo)
             return {"services": [view_to_dict(s) for s in summaries], "range_s": range_s}
 
         return json_response(await self._compute(answer))
@@ -152,9 +169,10 @@ class _Handlers:
         range_s = self._range(query, "5m")
         service, endpoint = query.text("service"), query.text("endpoint")
         context = self.context
+        aggregator = self._aggregator(request)
 
         def answer() -> dict[str, Any]:
-            views = latency_views(context.aggregator, context.slo, range_s, service, endpoint)
+            views = latency_views(aggregator, context.slo, range_s, service, endpoint)
             return {"views": [view_to_dict(v) for v in views], "range_s": range_s}
 
         return json_response(await self._compute(answer))
@@ -165,9 +183,10 @@ class _Handlers:
         limit = query.integer("limit", default=10, minimum=1, maximum=MAX_LIMIT)
         service = query.text("service")
         context = self.context
+        aggregator = self._aggregator(request)
 
         def answer() -> dict[str, Any]:
-            found = bottleneck_report(context.aggregator, context.slo, range_s, service, limit)
+            found = bottleneck_report(aggregator, context.slo, range_s, service, limit)
             return {"bottlenecks": [view_to_dict(b) for b in found], "range_s": range_s}
 
         return json_response(await self._compute(answer))
@@ -177,9 +196,10 @@ class _Handlers:
         range_s = self._range(query, "1h")
         service, endpoint = query.text("service"), query.text("endpoint")
         context = self.context
+        aggregator = self._aggregator(request)
 
         def answer() -> dict[str, Any]:
-            found = trend_report(context.aggregator, context.slo, range_s, service, endpoint)
+            found = trend_report(aggregator, context.slo, range_s, service, endpoint)
             return {"trends": [view_to_dict(t) for t in found], "range_s": range_s}
 
         return json_response(await self._compute(answer))
@@ -187,9 +207,10 @@ class _Handlers:
     async def metrics(self, request: Request) -> Response:
         context = self.context
         accept_encoding = request.headers.get("accept-encoding", "")
+        aggregator = self._aggregator(request)
 
         def body() -> tuple[bytes, dict[str, str]]:
-            text = scrape(context.aggregator, context.slo, context.self_metrics(), context.version)
+            text = scrape(aggregator, context.slo, context.self_metrics(), context.version)
             return compressed(text.encode(), accept_encoding)
 
         content, headers = await self._compute(body)

@@ -37,6 +37,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
+from trm_otel.api.auth import principal_of
 from trm_otel.api.params import BadParameter, Query
 from trm_otel.api.responses import json_response
 from trm_otel.query import Evaluator, QueryError, parse_query
@@ -105,7 +106,7 @@ class QueryRoute:
                 "unavailable",
                 "queries are not available: this API was started without a query source",
             )
-        evaluator = Evaluator(self.source, slo=self.slo)
+        evaluator = Evaluator(self.source, slo=self.slo, tenant=principal_of(request).tenant)
         try:
             params = Query.from_items(request.query_params.multi_items(), PARAMETERS)
             text = params.text("q")
