@@ -155,7 +155,7 @@ INVALID: dict[str, list[str]] = {
         "5:11: invalid YAML: while parsing a flow mapping, expected ',' or '}', but got ':'",
     ],
     "invalid_not_a_mapping.yaml": [
-        "1:1: the config must be a mapping of sections (receivers, processors, exporters, storage, api, auth, alerting, service), got list",
+        "1:1: the config must be a mapping of sections (receivers, processors, exporters, storage, api, auth, audit, alerting, service), got list",
     ],
 }
 

@@ -47,6 +47,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from trm_otel.alerting.config import AlertingConfig
 from trm_otel.api.auth import AuthConfig
+from trm_otel.api.hardening import RateLimitSettings
 from trm_otel.config_source import Positions, expand_env, located, read_yaml
 from trm_otel.config_types import Duration, StrictModel, parse_duration
 from trm_otel.errors import ConfigError
@@ -461,9 +462,21 @@ class StorageConfig(_Model):
 
 
 class ApiConfig(_ServerConfig):
-    """``api``: where the HTTP API and dashboards listen."""
+    """``api``: where the HTTP API and dashboards listen, and the limits every request meets.
+
+    ``rate_limit`` is per caller (token, or client address without auth);
+    ``null`` turns it off. See :mod:`trm_otel.api.hardening`.
+    """
 
     endpoint: ListenEndpoint = "127.0.0.1:8080"
+    max_request_body_size_mib: float = Field(default=4.0, gt=0)
+    rate_limit: RateLimitSettings | None = Field(default_factory=RateLimitSettings)
+
+
+class AuditConfig(_Model):
+    """``audit``: how long the audit trail of changes and refused requests is kept."""
+
+    retention: Duration = 90 * 86400.0
 
 
 class PipelineConfig(_Model):
@@ -672,6 +685,7 @@ class DaemonConfig(_Model):
     api: ApiConfig = Field(default_factory=ApiConfig)
     insecure: bool = False
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
 
@@ -964,7 +978,7 @@ def _parse(data: Any, source: str, positions: Positions | None, found: list[tupl
         data = {}
     if not isinstance(data, Mapping):
         where = f"{source}:1:1" if positions is not None else source
-        sections = "receivers, processors, exporters, storage, api, auth, alerting, service"
+        sections = "receivers, processors, exporters, storage, api, auth, audit, alerting, service"
         raise ConfigError([(where, f"the config must be a mapping of sections ({sections}), got {type(data).__name__}")])
     env_problems: list[tuple[Loc, str]] = []
     expanded = expand_env(data, (), env_problems)

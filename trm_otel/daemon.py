@@ -33,7 +33,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from trm_otel._version import __version__
 from trm_otel.alerting.service import AlertingTenants
 from trm_otel.api import ApiContext, Sample, build_api_app
+from trm_otel.api.audit import AuditMiddleware
 from trm_otel.api.auth import Authenticator, AuthMiddleware
+from trm_otel.api.hardening import HardeningMiddleware
+from trm_otel.audit import AuditEntry, AuditLog
 from trm_otel.asgi_server import EmbeddedServer
 from trm_otel.asgi_spans import route_span_details
 from trm_otel.config import DaemonConfig
@@ -63,6 +66,7 @@ _logger = logging.getLogger("trm_otel.daemon")
 
 SELF_SERVICE = "trm-otel"
 _MAX_FUTURE_S = 300.0
+AUDIT_DATABASE = "audit.db"
 
 
 @dataclass
@@ -108,6 +112,7 @@ class Daemon:
         self.exporters = self._build_exporters()
         self.data_dir = Path(config.storage.path)
         self.alerting: AlertingTenants | None = None
+        self.audit: AuditLog | None = None
         hostmetrics = config.hostmetrics()
         self.hostmetrics = (
             HostMetricsReceiver(
@@ -291,6 +296,7 @@ class Daemon:
             self._servers.append(server)
             self.endpoints["otlp_http"] = self._announce("OTLP/HTTP receiver", http_settings.endpoint, port)
         self._self_tracer, self._self_meter = self._self_instrumentation()
+        self.audit = AuditLog(self.data_dir / AUDIT_DATABASE, retention_s=self.config.audit.retention)
         self.alerting = AlertingTenants(
             self.config.alerting,
             data_dir=self.data_dir,
@@ -310,10 +316,17 @@ class Daemon:
                 query_source=self.query_source,
                 alerting=self.alerting,
                 tenant_aggregator=lambda tenant: self.tenants.view(tenant).aggregator,
+                audit=self.audit,
             )
         )
+        hardened = HardeningMiddleware(
+            api,
+            max_body_bytes=int(self.config.api.max_request_body_size_mib * 1024 * 1024),
+            rate_limit=self.config.api.rate_limit,
+        )
+        audited = AuditMiddleware(AuthMiddleware(hardened, self.authenticator), self.audit, lambda: api)
         traced_api = OpenTelemetryMiddleware(
-            AuthMiddleware(api, self.authenticator),
+            audited,
             tracer_provider=self._self_tracer,
             meter_provider=self._self_meter,
             default_span_details=route_span_details(api),
@@ -490,6 +503,8 @@ class Daemon:
             await server.stop()
         if self.alerting is not None:
             await self.alerting.stop()
+        if self.audit is not None:
+            self.audit.close()
         await asyncio.to_thread(self.pipeline.stop, grace_s * 3)
         if self.store is not None:
             rows = await asyncio.to_thread(self._flush_all, True)
@@ -512,8 +527,12 @@ class Daemon:
             return
         try:
             self.alerting.reload()
+            outcome = "ok"
         except Exception as err:  # noqa: BLE001 - ConfigError or unreadable file: keep running
             _logger.error("rule reload refused, keeping the current rules:\n%s", err)
+            outcome = "failed"
+        if self.audit is not None:
+            self.audit.record(AuditEntry(time.time(), "SIGHUP", DEFAULT_TENANT, "rules.reload", "rule_files", outcome))
 
     async def run(self) -> None:
         """Start, serve until SIGTERM or SIGINT, then stop gracefully."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import time
 from pathlib import Path
 
 import httpx
@@ -72,3 +73,52 @@ def test_a_bad_token_file_stops_start_up(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="at least 16 characters"):
         process.start(timeout=20)
     assert "short" not in "\n".join(process.log)
+
+
+def test_security_headers_and_body_limit(daemon: DaemonProcess) -> None:
+    answer = call(daemon, "GET", "/api/v1/alerts", VIEWER)
+    csp = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "set-cookie" not in answer.headers
+    huge = httpx.post(f"{daemon.api_url}/api/v1/silences", content=b"x" * (5 * 1024 * 1024), timeout=10,
+                      headers={"content-type": "application/json", "authorization": f"Bearer {EDITOR}"})
+    assert huge.status_code == 413 and "api.max_request_body_size_mib" in huge.json()["error"]
+
+
+def test_audit_trail_of_changes_and_refusals(daemon: DaemonProcess) -> None:
+    before = time.time() - 1
+    created = call(daemon, "POST", "/api/v1/silences", EDITOR, json=SILENCE).json()["silenceID"]
+    call(daemon, "DELETE", f"/api/v1/silences/{created}", EDITOR)
+    call(daemon, "POST", "/api/v1/silences", VIEWER, json=SILENCE)  # 403
+    call(daemon, "GET", "/api/v1/alerts", "not-a-valid-token-at-all-xx")  # 401
+    call(daemon, "GET", "/api/v1/silences/no-such-id", VIEWER)  # 404 on an object route
+    assert call(daemon, "GET", "/api/v1/audit", VIEWER).status_code == 403
+    assert call(daemon, "GET", "/api/v1/audit", EDITOR).status_code == 403
+    answer = call(daemon, "GET", "/api/v1/audit", FROM_FILE, params={"start": str(before)})
+    assert answer.status_code == 200, answer.text
+    entries = answer.json()["entries"]
+    seen = {(e["actor"], e["action"], e["outcome"], e["status"]) for e in entries}
+    assert ("eddie", "POST /api/v1/silences", "ok", 200) in seen
+    assert ("eddie", "DELETE /api/v1/silences/{id}", "ok", 200) in seen
+    assert ("vic", "POST /api/v1/silences", "refused", 403) in seen
+    assert ("anonymous", "GET /api/v1/alerts", "refused", 401) in seen
+    assert ("vic", "GET /api/v1/silences/{id}", "refused", 404) in seen
+    deleted = next(e for e in entries if e["action"] == "DELETE /api/v1/silences/{id}")
+    assert deleted["target"] == f"id={created}" and deleted["tenant"] == "default"
+    only_posts = call(daemon, "GET", "/api/v1/audit", FROM_FILE,
+                      params={"action": "POST /api/v1/silences", "start": str(before)}).json()["entries"]
+    assert {e["action"] for e in only_posts} == {"POST /api/v1/silences"}
+    text = str(entries)
+    for token in (VIEWER, EDITOR, FROM_FILE, "not-a-valid-token-at-all-xx"):
+        assert token not in text
+
+
+def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
+    config = {"api": {"endpoint": "127.0.0.1:0", "rate_limit": {"requests_per_second": 2, "burst": 5}}}
+    with DaemonProcess(tmp_path, config) as process:
+        statuses = [call(process, "GET", "/api/v1/services").status_code for _ in range(12)]
+        assert statuses[:5] == [200] * 5 and 429 in statuses
+        limited = call(process, "GET", "/api/v1/services")
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        assert call(process, "GET", "/healthz").status_code == 200  # probes are never limited

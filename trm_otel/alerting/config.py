@@ -21,6 +21,7 @@
       time_intervals: [...]
       escalation_policies: [...]
       notification: {initial_interval: 1s, max_interval: 1m, max_elapsed_time: 1h, timeout: 15s}
+      outbound_allowlist: [hooks.slack.com, "*.corp.example", 10.0.0.0/8]   # off when empty
 
 ``route``, ``receivers``, ``inhibit_rules`` and ``time_intervals`` (and the
 older ``mute_time_intervals``) are Alertmanager's, so the body of an
@@ -28,12 +29,17 @@ older ``mute_time_intervals``) are Alertmanager's, so the body of an
 the section (receivers in routes, rules and escalation steps; time
 intervals; policies) are checked here, each problem with its key path.
 Without ``route`` every alert goes to a receiver-less root: rules are
-evaluated and shown, nothing is sent.
+evaluated and shown, nothing is sent. ``outbound_allowlist`` (empty: off)
+limits where receivers may post: every webhook, Slack, SMS and
+Alertmanager URL's host must match an entry (a name, ``*.domain``, or an
+IP network), checked when the config loads.
 """
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
+from urllib.parse import urlsplit
 from pydantic import Field
 
 from trm_otel.alerting.escalation import EscalationPolicy
@@ -67,6 +73,7 @@ class AlertingConfig(StrictModel):
     mute_time_intervals: TimeIntervalList = ()
     escalation_policies: tuple[EscalationPolicy, ...] = ()
     notification: NotificationRetryConfig = Field(default_factory=NotificationRetryConfig)
+    outbound_allowlist: tuple[str, ...] = ()
 
     def reference_problems(self) -> list[tuple[str, str]]:
         """Names used but not defined, as ``(key path under alerting, message)``."""
@@ -85,6 +92,27 @@ class AlertingConfig(StrictModel):
                     if name not in receivers:
                         where = f"escalation_policies[{index}].steps[{step_index}].receivers"
                         problems.append((where, _unknown("receiver", name, receivers)))
+        problems += self._outbound_problems()
+        return problems
+
+    def _outbound_problems(self) -> list[tuple[str, str]]:
+        """With ``outbound_allowlist`` set, every URL a receiver posts to must be on it."""
+        if not self.outbound_allowlist:
+            return []
+        problems = []
+        for index, receiver in enumerate(self.receivers):
+            for section in ("webhook_configs", "slack_configs", "sms_configs", "alertmanager_configs"):
+                for position, integration in enumerate(getattr(receiver, section)):
+                    for key in ("url", "api_url"):
+                        secret = getattr(integration, key, None)
+                        if secret is None:
+                            continue
+                        host = urlsplit(secret.get_secret_value()).hostname or ""
+                        if not host_allowed(host, self.outbound_allowlist):
+                            problems.append((
+                                f"receivers[{index}].{section}[{position}].{key}",
+                                f"host {host!r} is not in alerting.outbound_allowlist",
+                            ))
         return problems
 
     def receiver_names(self) -> set[str]:
@@ -92,6 +120,23 @@ class AlertingConfig(StrictModel):
 
     def root_route(self) -> RootRouteConfig:
         return self.route if self.route is not None else RootRouteConfig.model_validate({"receiver": NULL_RECEIVER})
+
+
+def host_allowed(host: str, allowlist: tuple[str, ...]) -> bool:
+    """``hooks.slack.com``, ``*.corp.example`` (any subdomain) or a network ``10.0.0.0/8`` / address."""
+    host = host.lower().strip("[]")
+    for entry in allowlist:
+        entry = entry.lower()
+        if entry.startswith("*.") and host.endswith(entry[1:]):
+            return True
+        if host == entry:
+            return True
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def _duplicates(section: str, names: list[str]) -> list[tuple[str, str]]:

@@ -98,6 +98,7 @@ class ApiContext:
     query_source: SeriesSource | None = None
     alerting: Any = None  # alerting routes are added when present (see trm_otel.api.alerting)
     tenant_aggregator: Callable[[str], LatencyAggregator] | None = None
+    audit: Any = None  # an AuditLog: GET /api/v1/audit is added when present
 
     def aggregator_of(self, tenant: str) -> LatencyAggregator:
         """The caller's tenant's aggregator: each tenant's views read only its own spans."""
@@ -263,6 +264,10 @@ def build_api_app(context: ApiContext) -> Starlette:
         from trm_otel.api.alerting import alerting_routes
 
         routes += alerting_routes(context.alerting)
+    if context.audit is not None:
+        from trm_otel.api.audit import audit_routes
+
+        routes += audit_routes(context.audit)
     return Starlette(
         routes=routes,
         exception_handlers={

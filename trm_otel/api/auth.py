@@ -179,6 +179,7 @@ class AuthMiddleware:
             return
         if principal is not None and path not in PUBLIC_PATHS:
             needed = required_role(scope.get("method", "GET"))
+            scope.setdefault("state", {})["principal"] = principal  # the audit trail names who was refused
             if not principal.may(needed):
                 await _deny(send, 403, f"role {principal.role!r} may not {scope.get('method')} {path}"
                                        f" (needs {needed})", {})
