@@ -122,3 +122,19 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
         limited = call(process, "GET", "/api/v1/services")
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
         assert call(process, "GET", "/healthz").status_code == 200  # probes are never limited
+
+
+def test_a_public_bind_without_tokens_refuses_to_start_and_says_why(tmp_path: Path) -> None:
+    process = DaemonProcess(tmp_path, {"api": {"endpoint": "0.0.0.0:0"}})
+    with pytest.raises(RuntimeError) as caught:
+        process.start(timeout=20)
+    message = str(caught.value)
+    assert "api.endpoint: '0.0.0.0:0' is not a loopback address and no auth.tokens are configured" in message
+    assert process.process is not None and process.process.wait(10) == 2
+
+
+def test_a_public_bind_with_tokens_starts(tmp_path: Path) -> None:
+    config = {"api": {"endpoint": "0.0.0.0:0"}, "auth": {"tokens": [{"token": VIEWER, "role": "viewer"}]}}
+    with DaemonProcess(tmp_path, config) as process:
+        port = process.api_url.rsplit(":", 1)[1]
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
