@@ -85,7 +85,7 @@ INVALID: dict[str, list[str]] = {
         "2:1: recievers: unknown key (did you mean 'receivers'?)",
         "6:56: auth.tokens[0].role: Input should be 'ingest', 'viewer', 'editor' or 'admin'",
         "8:3: alerting.evaluation_intervall: unknown key (did you mean 'evaluation_interval'?)",
-        "9:1: dashboards: unknown key",
+        "10:3: dashboards.provison: unknown key (did you mean 'provision'?)",
     ],
     "invalid_env.yaml": [
         "5:9: receivers.otlp.protocols.grpc.endpoint: environment variable TRM_TEST_MISSING_HOST is not set"
@@ -155,7 +155,7 @@ INVALID: dict[str, list[str]] = {
         "5:11: invalid YAML: while parsing a flow mapping, expected ',' or '}', but got ':'",
     ],
     "invalid_not_a_mapping.yaml": [
-        "1:1: the config must be a mapping of sections (receivers, processors, exporters, storage, api, auth, audit, alerting, service), got list",
+        "1:1: the config must be a mapping of sections (receivers, processors, exporters, storage, api, auth, audit, alerting, dashboards, service), got list",
     ],
 }
 

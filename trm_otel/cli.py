@@ -117,8 +117,10 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check_config)
 
     from trm_otel.cli_api import add_api_commands
+    from trm_otel.cli_dashboards import add_dashboard_commands
 
     add_api_commands(commands)
+    add_dashboard_commands(commands)
     return parser
 
 

@@ -48,6 +48,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from trm_otel.alerting.config import AlertingConfig
 from trm_otel.api.auth import AuthConfig
 from trm_otel.api.hardening import RateLimitSettings
+from trm_otel.dashboards.errors import DashboardError
+from trm_otel.dashboards.service import DashboardsConfig
 from trm_otel.config_source import Positions, expand_env, located, read_yaml
 from trm_otel.config_types import Duration, StrictModel, parse_duration
 from trm_otel.errors import ConfigError
@@ -687,6 +689,7 @@ class DaemonConfig(_Model):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    dashboards: DashboardsConfig = Field(default_factory=DashboardsConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
 
     @model_validator(mode="wrap")
@@ -978,7 +981,7 @@ def _parse(data: Any, source: str, positions: Positions | None, found: list[tupl
         data = {}
     if not isinstance(data, Mapping):
         where = f"{source}:1:1" if positions is not None else source
-        sections = "receivers, processors, exporters, storage, api, auth, audit, alerting, service"
+        sections = "receivers, processors, exporters, storage, api, auth, audit, alerting, dashboards, service"
         raise ConfigError([(where, f"the config must be a mapping of sections ({sections}), got {type(data).__name__}")])
     env_problems: list[tuple[Loc, str]] = []
     expanded = expand_env(data, (), env_problems)
@@ -1061,18 +1064,30 @@ def load_config(path: str | Path | None = None, *, data_dir: str | Path | None =
 
 
 def _with_rule_files_from(config: DaemonConfig, base_dir: Path) -> DaemonConfig:
-    """Rule file paths are relative to the config file (as Prometheus'); load them now so bad rules stop start-up."""
+    """Rule files and provisioned dashboards are relative to the config file (as Prometheus' rule files);
+    they are read now, so a bad rule or dashboard stops start-up with its location."""
     from trm_otel.alerting.rules import load_rule_files, reference_problems
 
+    from trm_otel.dashboards.service import read_provisioned
+
     alerting = config.alerting
-    if not alerting.rule_files:
-        return config
-    resolved = tuple(str(base_dir / f) if not Path(f).is_absolute() else f for f in alerting.rule_files)
-    rules = load_rule_files(resolved)
-    problems = reference_problems(rules, alerting.receiver_names())
-    if problems:
-        raise ConfigError(problems)
-    return config.model_copy(update={"alerting": alerting.model_copy(update={"rule_files": resolved})})
+    if alerting.rule_files:
+        resolved = tuple(str(base_dir / f) if not Path(f).is_absolute() else f for f in alerting.rule_files)
+        rules = load_rule_files(resolved)
+        problems = reference_problems(rules, alerting.receiver_names())
+        if problems:
+            raise ConfigError(problems)
+        config = config.model_copy(update={"alerting": alerting.model_copy(update={"rule_files": resolved})})
+    provision = config.dashboards.provision
+    if provision:
+        paths = tuple(str(base_dir / p) if not Path(p).is_absolute() else p for p in provision)
+        try:
+            read_provisioned(paths)
+        except DashboardError as err:
+            raise ConfigError(err.problems) from None
+        dashboards = config.dashboards.model_copy(update={"provision": paths})
+        config = config.model_copy(update={"dashboards": dashboards})
+    return config
 
 
 def check_config(path: str | Path) -> list[str]:

@@ -40,6 +40,8 @@ from trm_otel.audit import AuditEntry, AuditLog
 from trm_otel.asgi_server import EmbeddedServer
 from trm_otel.asgi_spans import route_span_details
 from trm_otel.config import DaemonConfig
+from trm_otel.dashboards.service import DashboardService, known_tenants
+from trm_otel.dashboards.store import DATABASE_NAME as DASHBOARDS_DATABASE, DashboardStore
 from trm_otel.exporters import DebugExporter, OtlpForwarder, RetryPolicy
 from trm_otel.pipeline import Pipeline
 from trm_otel.processors.aggregation import LatencyAggregator
@@ -113,6 +115,7 @@ class Daemon:
         self.data_dir = Path(config.storage.path)
         self.alerting: AlertingTenants | None = None
         self.audit: AuditLog | None = None
+        self.dashboards: DashboardService | None = None
         hostmetrics = config.hostmetrics()
         self.hostmetrics = (
             HostMetricsReceiver(
@@ -305,6 +308,13 @@ class Daemon:
             slo=self.latency_config.slo,
             tenants=tuple(sorted({t.tenant for t in self.config.auth.all_tokens()})),
         )
+        self.dashboards = DashboardService(
+            DashboardStore(self.data_dir / DASHBOARDS_DATABASE), self.query_source, slo=self.latency_config.slo
+        )
+        configured = [t.tenant for t in self.config.auth.all_tokens()]
+        for tenant in known_tenants(self.dashboards.store, configured):
+            await asyncio.to_thread(self.dashboards.ensure_defaults, tenant)
+        await asyncio.to_thread(self.dashboards.provision, self.config.dashboards.provision)
         api = build_api_app(
             ApiContext(
                 aggregator=self.aggregator,
@@ -317,6 +327,7 @@ class Daemon:
                 alerting=self.alerting,
                 tenant_aggregator=lambda tenant: self.tenants.view(tenant).aggregator,
                 audit=self.audit,
+                dashboards=self.dashboards,
             )
         )
         hardened = HardeningMiddleware(
@@ -505,6 +516,8 @@ class Daemon:
             await self.alerting.stop()
         if self.audit is not None:
             self.audit.close()
+        if self.dashboards is not None:
+            self.dashboards.close()
         await asyncio.to_thread(self.pipeline.stop, grace_s * 3)
         if self.store is not None:
             rows = await asyncio.to_thread(self._flush_all, True)

@@ -78,7 +78,7 @@ def test_export_targets() -> None:
     assert latency["fieldConfig"] == {"defaults": {"unit": "ms"}, "overrides": []}
     assert latency["trmOtel"] == {"options": {"unit": "ms"}}
     assert latency["datasource"] == DS
-    assert alerts["targets"][0]["expr"] == 'count by (alertname) (ALERTS{alertstate="firing"})'
+    assert alerts["targets"][0]["expr"] == 'sum by (alertname) (last_over_time(ALERTS{alertstate="firing"}[5m]))'
     assert alerts["targets"][0]["legendFormat"] == "{{alertname}}"
     assert throughput["targets"][0]["legendFormat"] == "{{service_name}}"
     assert errors["targets"][0]["expr"] == (

@@ -253,7 +253,7 @@ def test_performance_has_percentiles_throughput_errors_alerts_and_a_heatmap() ->
     assert panels["Throughput"].targets[0].expr.startswith("rate(traces.span.metrics.calls")
     assert panels["Error rate"].targets[0].expr.startswith("error_rate(")
     assert panels["Active alerts"].type == "pie"
-    assert panels["Active alerts"].targets[0].expr == 'count(ALERTS{alertstate="firing"}) by (alertname)'
+    assert panels["Active alerts"].targets[0].expr == 'last(ALERTS{alertstate="firing"}[5m]) by (alertname)'
     assert panels["Latency distribution"].type == "heatmap"
     assert panels["Latency distribution"].targets[0].expr == 'traces.span.metrics.duration{service.name=~"$service"}'
 

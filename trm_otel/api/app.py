@@ -99,6 +99,7 @@ class ApiContext:
     alerting: Any = None  # alerting routes are added when present (see trm_otel.api.alerting)
     tenant_aggregator: Callable[[str], LatencyAggregator] | None = None
     audit: Any = None  # an AuditLog: GET /api/v1/audit is added when present
+    dashboards: Any = None  # a DashboardService: the dashboard routes are added when present
 
     def aggregator_of(self, tenant: str) -> LatencyAggregator:
         """The caller's tenant's aggregator: each tenant's views read only its own spans."""
@@ -268,6 +269,10 @@ def build_api_app(context: ApiContext) -> Starlette:
         from trm_otel.api.audit import audit_routes
 
         routes += audit_routes(context.audit)
+    if context.dashboards is not None:
+        from trm_otel.api.dashboards import dashboard_routes
+
+        routes += dashboard_routes(context.dashboards)
     return Starlette(
         routes=routes,
         exception_handlers={

@@ -75,7 +75,7 @@ def performance() -> Dashboard:
             _panel(1, "Response time", "line", (0, 0, 8, 8),
                    *[(f"{p}({_DURATION}{{{_SERVICE}}}[5m])", p.upper()) for p in ("p50", "p95", "p99")], unit="ms"),
             _panel(2, "Active alerts", "pie", (8, 0, 4, 8),
-                   ('count(ALERTS{alertstate="firing"}) by (alertname)', "{{alertname}}")),
+                   ('last(ALERTS{alertstate="firing"}[5m]) by (alertname)', "{{alertname}}")),
             _panel(3, "Throughput", "line", (0, 8, 6, 8),
                    (f"rate({_CALLS}{{{_SERVICE}}}[1m]) by (service.name)", "{{service.name}}"), unit="reqps"),
             _panel(4, "Error rate", "line", (6, 8, 6, 8),
