@@ -16,6 +16,7 @@ def test_public_names() -> None:
         "TrmOtelError",
         "__version__",
         "configure",
+        "instrument_asgi",
     ]
     for name in trm_otel.__all__:
         assert hasattr(trm_otel, name)

@@ -3,6 +3,7 @@
     $ trm-otel serve [--config FILE] [--data-dir DIR] [--demo]
     $ trm-otel demo [--otlp-endpoint HOST:PORT]
     $ trm-otel check-config FILE
+    $ trm-otel instrument [--service-name NAME] [--otlp-endpoint URL] -- CMD ARGS...
     $ trm-otel alerts|silences|rules ...     (see trm_otel.cli_api)
     $ trm-otel version
 
@@ -89,6 +90,26 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _instrument(args: argparse.Namespace) -> int:
+    import os
+
+    from trm_otel.distro import run_instrumented
+
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    env = dict(os.environ)
+    for option, variable in (
+        ("service_name", "OTEL_SERVICE_NAME"),
+        ("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ("otlp_protocol", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    ):
+        value = getattr(args, option)
+        if value is not None:
+            env[variable] = value
+    return run_instrumented(command, env)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trm-otel",
@@ -115,6 +136,20 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and report every problem")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(run=_check_config)
+
+    instrument = commands.add_parser(
+        "instrument",
+        help="run a Python program with OpenTelemetry auto-instrumentation and trm-otel",
+        description="Run CMD with opentelemetry-instrument's hooks and trm-otel as distro and configurator: "
+        "the standard OTEL_* variables apply; Starlette/FastAPI spans are named by route template.",
+    )
+    instrument.add_argument("--service-name", metavar="NAME", help="sets OTEL_SERVICE_NAME")
+    instrument.add_argument("--otlp-endpoint", metavar="URL", help="sets OTEL_EXPORTER_OTLP_ENDPOINT")
+    instrument.add_argument(
+        "--otlp-protocol", choices=["grpc", "http/protobuf"], help="sets OTEL_EXPORTER_OTLP_PROTOCOL (default grpc)"
+    )
+    instrument.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the program to run")
+    instrument.set_defaults(run=_instrument)
 
     from trm_otel.cli_api import add_api_commands
     from trm_otel.cli_dashboards import add_dashboard_commands

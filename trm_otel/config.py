@@ -667,10 +667,10 @@ class DaemonConfig(_Model):
     """Everything ``trm-otel serve`` runs on; ``DaemonConfig()`` is the no-file default.
 
     Validation checks each value, then the whole: pipelines name only
-    configured components, no two listeners share an address, and no
-    listener leaves loopback unless ``insecure: true`` says so (auth tokens
-    do not exist yet, so a non-loopback address would be open to anyone).
-    All of it is reported in one error.
+    configured components, no two listeners share an address, no listener
+    leaves loopback without ``auth.tokens`` (or an explicit ``insecure:
+    true``), and the alerting section names only receivers, intervals and
+    policies it defines. All of it is reported in one error.
     """
 
     receivers: Annotated[

@@ -59,6 +59,7 @@ from trm_otel.receivers.hostmetrics import HostMetricsReceiver
 from trm_otel.series_source import SeriesSource
 from trm_otel.tenants import DEFAULT_TENANT, TenantData, Tenants
 from trm_otel.tls import ServerTls, TlsSettings
+from trm_otel.ui import StreamHub
 from trm_otel.storage import DATABASE_NAME, StorageSource, Store, retention_from_config
 from trm_otel.system import CachedReader, HealthMonitor, PsutilReader
 
@@ -116,6 +117,7 @@ class Daemon:
         self.alerting: AlertingTenants | None = None
         self.audit: AuditLog | None = None
         self.dashboards: DashboardService | None = None
+        self.stream = StreamHub()  # live updates for the web UI
         hostmetrics = config.hostmetrics()
         self.hostmetrics = (
             HostMetricsReceiver(
@@ -328,6 +330,7 @@ class Daemon:
                 tenant_aggregator=lambda tenant: self.tenants.view(tenant).aggregator,
                 audit=self.audit,
                 dashboards=self.dashboards,
+                stream=self.stream,
             )
         )
         hardened = HardeningMiddleware(
@@ -350,6 +353,8 @@ class Daemon:
         self.endpoints["api"] = self._announce("API and UI", self.config.api.endpoint, port, scheme=api_scheme)
         self.alerting.default_external_url(f"{api_scheme}{self.endpoints['api']}")
         await self.alerting.start()
+        self._tasks.append(asyncio.create_task(
+            self.stream.publish_views_forever(self.latency_config.window, self._stopping), name="ui-views"))
         self._tasks.append(asyncio.create_task(self._export_spanmetrics_forever(), name="spanmetrics"))
         self._tasks.append(asyncio.create_task(self._flush_forever(), name="flush"))
         if self.hostmetrics is not None:
@@ -510,6 +515,7 @@ class Daemon:
             await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), grace_s)
         if self._grpc is not None:
             await self._grpc.stop(grace_s)
+        self.stream.close()  # open event streams would hold the API server's graceful shutdown
         for server in reversed(self._servers):
             await server.stop()
         if self.alerting is not None:

@@ -100,6 +100,7 @@ class ApiContext:
     tenant_aggregator: Callable[[str], LatencyAggregator] | None = None
     audit: Any = None  # an AuditLog: GET /api/v1/audit is added when present
     dashboards: Any = None  # a DashboardService: the dashboard routes are added when present
+    stream: Any = None  # a StreamHub: the web UI and /api/v1/stream are added when present
 
     def aggregator_of(self, tenant: str) -> LatencyAggregator:
         """The caller's tenant's aggregator: each tenant's views read only its own spans."""
@@ -273,6 +274,10 @@ def build_api_app(context: ApiContext) -> Starlette:
         from trm_otel.api.dashboards import dashboard_routes
 
         routes += dashboard_routes(context.dashboards)
+    if context.stream is not None:
+        from trm_otel.ui import ui_routes
+
+        routes += ui_routes(context.stream)
     return Starlette(
         routes=routes,
         exception_handlers={

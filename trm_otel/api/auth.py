@@ -150,6 +150,13 @@ class Authenticator:
 
 #: Paths anyone may call: probes must work for load balancers that hold no token.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+#: The web UI's pages and assets hold no data (the page asks for a token and sends it with every
+#: data request), so a browser can load them before it has one.
+PUBLIC_UI = ("/static/", "/d/")
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path == "/" or path.startswith(PUBLIC_UI)
 
 
 def required_role(method: str) -> Role:
@@ -172,12 +179,12 @@ class AuthMiddleware:
         headers = dict(scope.get("headers") or [])
         authorization = headers.get(b"authorization", b"").decode("latin-1") or None
         principal = self.authenticator.principal(authorization)
-        if principal is None and path not in PUBLIC_PATHS:
+        if principal is None and not is_public(path):
             message = "missing bearer token" if authorization is None else "invalid token"
             await _deny(send, 401, f"{message}: send Authorization: Bearer <token>",
                         {"www-authenticate": 'Bearer realm="trm-otel"'})
             return
-        if principal is not None and path not in PUBLIC_PATHS:
+        if principal is not None and not is_public(path):
             needed = required_role(scope.get("method", "GET"))
             scope.setdefault("state", {})["principal"] = principal  # the audit trail names who was refused
             if not principal.may(needed):

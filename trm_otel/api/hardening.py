@@ -83,7 +83,9 @@ class HardeningMiddleware:
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *_HEADERS]}
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in _HEADERS if name not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         path = scope.get("path", "")
