@@ -198,6 +198,12 @@ def bench_alerts(rounds: int) -> Section:
     return bench_alerting(rounds)
 
 
+def bench_dashboard_load(rounds: int) -> Section:
+    from benchmarks.dashboard_bench import bench_dashboards
+
+    return bench_dashboards(rounds)
+
+
 BENCHMARKS: list[Callable[[int], Section]] = [
     bench_span_overhead,
     bench_aggregation,
@@ -206,6 +212,7 @@ BENCHMARKS: list[Callable[[int], Section]] = [
     bench_host,
     bench_store,
     bench_alerts,
+    bench_dashboard_load,
 ]
 
 
