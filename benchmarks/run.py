@@ -237,17 +237,42 @@ def render(sections: list[Section]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds; print only, do not write RESULTS.md")
+    parser.add_argument("--only", metavar="NAMES", help="comma-separated benchmark names (e.g. bench_alerts); "
+                        "their sections replace the same sections in RESULTS.md, the others are kept")
     args = parser.parse_args(argv)
     rounds = 3 if args.quick else 15
+    chosen = BENCHMARKS
+    if args.only:
+        names = set(args.only.split(","))
+        chosen = [b for b in BENCHMARKS if b.__name__ in names]
+        unknown = names - {b.__name__ for b in chosen}
+        if unknown:
+            parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))} (known: "
+                         f"{', '.join(b.__name__ for b in BENCHMARKS)})")
     sections = []
-    for bench in BENCHMARKS:
+    for bench in chosen:
         print(f"{bench.__name__}:")
         sections.append(bench(rounds))
     failed = [row for s in sections for row in s.rows if row[3] == "FAIL"]
     if not args.quick:
-        RESULTS.write_text(render(sections) + "\n")
+        text = render(sections)
+        if args.only and RESULTS.exists():
+            text = _merged(RESULTS.read_text(), text)
+        RESULTS.write_text(text.rstrip("\n") + "\n")
         print(f"wrote {RESULTS}")
     return 1 if failed else 0
+
+
+def _merged(previous: str, fresh: str) -> str:
+    """``previous`` with each section of ``fresh`` replacing its namesake (new ones appended); fresh header."""
+    def split(text: str) -> tuple[str, dict[str, str]]:
+        head, *blocks = text.split("\n## ")
+        return head, {block.split("\n", 1)[0]: "## " + block for block in blocks}
+
+    _, old_sections = split(previous)
+    head, new_sections = split(fresh)
+    merged = {**old_sections, **new_sections}
+    return head + "\n" + "\n".join(block.rstrip("\n") + "\n" for block in merged.values())
 
 
 if __name__ == "__main__":
