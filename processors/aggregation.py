@@ -15,30 +15,53 @@ Data comes from two sources: spans, and latency histograms recorded through
 OTel meters (``http.server.request.duration``). When an endpoint has span
 data in a range, its metric data is ignored there, because an ASGI app that
 is traced and metered would otherwise count every request twice.
+
+Configured ``dimensions`` extend the series key like the Collector's
+spanmetrics connector (each a span attribute, else a resource attribute,
+else its default); their values are read from the batch in bulk only when
+dimensions are configured. Each window also keeps exemplars per series
+(:mod:`trm_otel.processors.exemplars`): the slowest few spans and a uniform
+sample, chosen in bulk with the histograms. With storage attached
+(:meth:`LatencyAggregator.use_history`) memory keeps exemplars only until
+their window has been flushed, and reads of older windows go to storage.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
 from trm_otel.analysis import ChildTime
 from trm_otel.histogram import ExponentialHistogram
-from trm_otel.series_source import DURATION_METRIC, Matcher, SeriesSource
-from trm_otel.processors.series import OVERFLOW_ENDPOINT, SeriesKey, SeriesRegistry
+from trm_otel.series_source import DURATION_METRIC, Matcher, SeriesSource, label_value
+from trm_otel.processors.exemplars import (
+    DEFAULT_SAMPLED,
+    DEFAULT_SLOWEST,
+    MAX_VALUE_LENGTH,
+    Entries,
+    ExemplarTable,
+    entries_as_dicts,
+    merge_records,
+    pick,
+)
+from trm_otel.processors.series import OVERFLOW_ENDPOINT, Dimension, SeriesKey, SeriesRegistry
 from trm_otel.processors.span_batch import SpanBatch
 from trm_otel.processors.span_table import SpanTable, group_quantiles, merged_histograms
 from trm_otel.processors.stats import PipelineStats
 from trm_otel.processors.windows import WindowGrid
+from trm_otel.views import Exemplar
 
 __all__ = ["EndpointData", "Flushable", "LatencyAggregator", "Source", "WindowSeries"]
 
 Source = Literal["spans", "metrics"]
+#: How far back exports look for exemplars to attach to cumulative points.
+RECENT_EXEMPLARS_S = 30.0
 _MAX_ORPHANS = 50_000
 
 
@@ -56,10 +79,11 @@ class EndpointData:
 
 @dataclass(frozen=True, slots=True)
 class Flushable:
-    """What storage should receive: per window, span tables and meter histograms by series id."""
+    """What storage should receive: per window, span tables, meter histograms by series id, exemplars."""
 
     spans: dict[int, SpanTable]
     metrics: dict[int, dict[int, ExponentialHistogram]]
+    exemplars: dict[int, ExemplarTable] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +113,15 @@ class _Codes(dict):  # type: ignore[type-arg]
 class _KeyCodes:
     """A cache from packed (service, name, kind, status) codes to series ids."""
 
-    __slots__ = ("known", "names", "series", "services")
+    __slots__ = ("dimensions", "known", "names", "pairs", "series", "services")
 
-    def __init__(self) -> None:
+    def __init__(self, dimensions: int = 0) -> None:
         self.services = _Codes()
         self.names = _Codes()
         self.known = np.zeros(0, np.int64)  # sorted packed codes
         self.series = np.zeros(0, np.int64)  # their series ids
+        self.dimensions = [_Codes() for _ in range(dimensions)]
+        self.pairs: dict[tuple[int, int], int] = {}  # (packed key, packed dimension codes) -> series id
 
     def learn(self, codes: np.ndarray, series: np.ndarray) -> None:
         known = np.concatenate((self.known, codes))
@@ -120,6 +146,9 @@ class LatencyAggregator:
     ``history_s`` bounds memory: windows older than that are dropped (the
     storage layer keeps them for longer). ``track_cumulative`` keeps one
     since-start histogram per span series for cumulative OTLP export.
+    ``dimensions`` add series labels (see the module doc);
+    ``exemplars_slowest`` and ``exemplars_sampled`` bound the exemplars kept
+    per series and window (0 turns a set off).
     """
 
     def __init__(
@@ -131,12 +160,25 @@ class LatencyAggregator:
         stats: PipelineStats | None = None,
         clock: Callable[[], float] = time.time,
         track_cumulative: bool = False,
+        dimensions: Sequence[Dimension] = (),
+        exemplars_slowest: int = DEFAULT_SLOWEST,
+        exemplars_sampled: int = DEFAULT_SAMPLED,
     ) -> None:
         self.grid = WindowGrid(float(window_s), float(history_s))
         self.window_s = self.grid.window_s
         self.window_ns = self.grid.window_ns
         self.history_s = self.grid.history_s
-        self.registry = SeriesRegistry(cardinality_limit)
+        self.registry = SeriesRegistry(cardinality_limit, dimensions)
+        self.dimensions = self.registry.dimensions
+        if exemplars_slowest < 0 or exemplars_sampled < 0:
+            raise ValueError(f"exemplar counts must be >= 0, got {exemplars_slowest} and {exemplars_sampled}")
+        self.exemplars_slowest = exemplars_slowest
+        self.exemplars_sampled = exemplars_sampled
+        self._exemplar_windows: dict[int, ExemplarTable] = {}
+        self._late_exemplars: dict[int, ExemplarTable] = {}
+        self._exemplars_stored = False  # with storage: memory keeps exemplars only until flushed
+        self._exemplars_flushed_through = -1
+        self._floors_cache: tuple[tuple[int, int, int, int], tuple[dict[Any, tuple[int, int]], ...]] | None = None
         self.stats = stats if stats is not None else PipelineStats()
         self.clock = clock
         self.track_cumulative = track_cumulative
@@ -153,7 +195,7 @@ class LatencyAggregator:
         self._endpoints: list[tuple[str, str]] = []
         self._endpoint_of_series = np.zeros(0, dtype=np.int64)
         self._orphans = _Orphans()
-        self._codes = _KeyCodes()
+        self._codes = _KeyCodes(len(self.dimensions))
         self._flushed_through = -1  # windows up to here have been handed to storage
         self._late: dict[int, SpanTable] = {}
         self._late_metrics: dict[int, dict[int, ExponentialHistogram]] = {}
@@ -179,18 +221,23 @@ class LatencyAggregator:
         durations = batch.duration_ms
         with self._lock:
             series = self._series_ids(batch)
-            stored = self._store_older(series, window, durations, keep)
+            stored = self._store_older(series, window, durations, keep, batch)
             kept = int(np.count_nonzero(keep))
             if kept + stored < n:
                 self.stats.reject("outside_history", n - kept - stored)
             if kept:
                 self._record(series[keep], window[keep], durations[keep], batch.end_ns[keep])
+                if self.exemplars_slowest or self.exemplars_sampled:
+                    rows = np.flatnonzero(keep) if kept < n else None
+                    self._record_exemplars(series, window, batch, rows)
             self._attribute_children(batch, series, window, keep)
             self._evict(oldest)
         self.stats.accept(kept + stored)
         return kept + stored
 
-    def _store_older(self, series: np.ndarray, window: np.ndarray, durations: np.ndarray, in_memory: np.ndarray) -> int:
+    def _store_older(
+        self, series: np.ndarray, window: np.ndarray, durations: np.ndarray, in_memory: np.ndarray, batch: SpanBatch
+    ) -> int:
         """Spans older than memory but within storage's reach go to storage only (back-fill)."""
         if self._store_age_s <= self.history_s or in_memory.all():
             return 0
@@ -199,6 +246,11 @@ class LatencyAggregator:
         for win in np.unique(window[older]).tolist():
             chosen = older & (window == win)
             self._late_table(win).add(series[chosen], durations[chosen])
+            if self.exemplars_slowest or self.exemplars_sampled:
+                rows = np.flatnonzero(chosen)
+                self._late_exemplar_table(win).add(
+                    series[rows], durations[rows], batch.end_ns[rows], batch.span_id[rows], rows, batch.capture
+                )
         return int(np.count_nonzero(older))
 
     def use_history(
@@ -209,6 +261,7 @@ class LatencyAggregator:
         self._history = (source, boundary_s)
         self._store_age_s = max(store_age_s, self.history_s)
         self._reach_s = max(reach_s, self.history_s)
+        self._exemplars_stored = hasattr(source, "exemplars")
 
     @property
     def max_range_s(self) -> float:
@@ -223,13 +276,13 @@ class LatencyAggregator:
         array maps to its series id. Only keys never seen before go through
         the registry, once each.
         """
+        if self.dimensions:
+            return self._series_ids_with_dimensions(batch)
         n = len(batch)
         codes = self._codes
         if len(codes.names) > _MAX_NAME_CODES or len(codes.services) > _MAX_SERVICE_CODES:
             self._codes = codes = _KeyCodes()  # junk names: start the cache over, ids stay
-        services = np.fromiter(map(codes.services.__getitem__, batch.service), np.int64, n)
-        names = np.fromiter(map(codes.names.__getitem__, batch.name), np.int64, n)
-        combined = (((services << _NAME_BITS) | names) << 5) | (batch.kind.astype(np.int64) << 2) | batch.status
+        combined = self._packed_keys(batch, codes)
         unique, inverse = np.unique(combined, return_inverse=True)
         inverse = inverse.ravel()
         position = np.searchsorted(codes.known, unique)
@@ -245,6 +298,63 @@ class LatencyAggregator:
                 row = int(first[j])
                 ids[j] = lookup((batch.service[row], batch.name[row], int(batch.kind[row]), int(batch.status[row])))
             codes.learn(unique[fresh], ids[fresh])
+        return ids[inverse]
+
+    @staticmethod
+    def _packed_keys(batch: SpanBatch, codes: _KeyCodes) -> np.ndarray:
+        """(service, name, kind, status) of each span packed into one int64 (stable across batches)."""
+        n = len(batch)
+        service = batch.service
+        if n and service[0] is service[-1] and service.count(service[0]) == n:  # one resource: one lookup
+            services = np.full(n, codes.services[service[0]], np.int64)
+        else:
+            services = np.fromiter(map(codes.services.__getitem__, service), np.int64, n)
+        names = np.fromiter(map(codes.names.__getitem__, batch.name), np.int64, n)
+        return (((services << _NAME_BITS) | names) << 5) | (batch.kind.astype(np.int64) << 2) | batch.status
+
+    def _series_ids_with_dimensions(self, batch: SpanBatch) -> np.ndarray:
+        """Series ids when dimensions extend the key: one code per value, a dict lookup per distinct key.
+
+        Dimension values are read from the batch in one call per batch
+        (:meth:`SpanBatch.attribute_columns`); a missing value takes the
+        dimension's default (the same code, so the same series); values
+        are cut at 256 characters.
+        """
+        n = len(batch)
+        dims = self.dimensions
+        codes = self._codes
+        if (
+            len(codes.names) > _MAX_NAME_CODES
+            or len(codes.services) > _MAX_SERVICE_CODES
+            or any(len(c) > _MAX_NAME_CODES for c in codes.dimensions)
+            or len(codes.pairs) > _MAX_NAME_CODES
+        ):
+            self._codes = codes = _KeyCodes(len(dims))  # junk values: start the cache over, ids stay
+        for known, dim in zip(codes.dimensions, dims):
+            if dim.default is not None and None not in known:
+                known[None] = known[dim.default]
+        columns = batch.attribute_columns([d.name for d in dims])
+        stacked = np.empty((n, 1 + len(dims)), np.int64)
+        stacked[:, 0] = self._packed_keys(batch, codes)
+        for i, (known, column) in enumerate(zip(codes.dimensions, columns)):
+            stacked[:, i + 1] = np.fromiter(map(known.__getitem__, column), np.int64, n)
+        unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        keys = list(map(tuple, unique.tolist()))
+        ids = np.fromiter(map(codes.pairs.get, keys, itertools.repeat(-1)), np.int64, len(keys))
+        missing = np.flatnonzero(ids < 0)
+        if missing.size:
+            first = np.full(len(keys), n, np.int64)
+            np.minimum.at(first, inverse, np.arange(n))
+            lookup = self.registry.series_id
+            for j in missing.tolist():
+                row = int(first[j])
+                values = tuple(
+                    (dim.default if column[row] is None else column[row][:MAX_VALUE_LENGTH])  # type: ignore[index]
+                    for dim, column in zip(dims, columns)
+                )
+                key = (batch.service[row], batch.name[row], int(batch.kind[row]), int(batch.status[row]), *values)
+                ids[j] = codes.pairs[keys[j]] = lookup(key)
         return ids[inverse]
 
     def add_histogram(self, key: SeriesKey, end_ns: int, histogram: ExponentialHistogram) -> bool:
@@ -293,6 +403,53 @@ class LatencyAggregator:
         np.minimum.at(earliest, series, start_ns)
         unknown = (self._started_ns[:size] == 0) & (earliest != never)
         self._started_ns[:size][unknown] = earliest[unknown]
+
+    def _record_exemplars(
+        self, series: np.ndarray, window: np.ndarray, batch: SpanBatch, rows: np.ndarray | None
+    ) -> None:
+        """Offer the batch's ``rows`` (``None``: all) to their windows' exemplar tables (and late tables).
+
+        A batch of one window, the usual case, is offered as it is, without
+        copying a column.
+        """
+        durations, end_ns, span_ids = batch.duration_ms, batch.end_ns, batch.span_id
+        if rows is not None:
+            series, window = series[rows], window[rows]
+            durations, end_ns, span_ids = durations[rows], end_ns[rows], span_ids[rows]
+        else:
+            rows = np.arange(len(batch))
+        first = int(window.min())
+        groups: list[tuple[int, slice]]
+        if first == int(window.max()):
+            groups = [(first, slice(None))]
+        else:
+            # One gather into window order (a counting sort), then each window is a slice.
+            offset = window - first
+            span = int(offset.max()) + 1
+            small = offset.astype(np.int16) if span < 2**15 else offset
+            order = np.argsort(small, kind="stable")
+            bounds = np.concatenate(([0], np.cumsum(np.bincount(offset, minlength=span))))
+            series, rows = series[order], rows[order]
+            durations, end_ns, span_ids = durations[order], end_ns[order], span_ids[order]
+            groups = [(first + i, slice(bounds[i], bounds[i + 1])) for i in range(span) if bounds[i + 1] > bounds[i]]
+        for win, chosen in groups:
+            offered = (series[chosen], durations[chosen], end_ns[chosen], span_ids[chosen], rows[chosen], batch.capture)
+            if win > self._exemplars_flushed_through:
+                self._exemplar_table(win).add(*offered)
+            if win <= self._flushed_through:
+                self._late_exemplar_table(win).add(*offered)
+
+    def _exemplar_table(self, window: int) -> ExemplarTable:
+        table = self._exemplar_windows.get(window)
+        if table is None:
+            table = self._exemplar_windows[window] = ExemplarTable(self.exemplars_slowest, self.exemplars_sampled)
+        return table
+
+    def _late_exemplar_table(self, window: int) -> ExemplarTable:
+        table = self._late_exemplars.get(window)
+        if table is None:
+            table = self._late_exemplars[window] = ExemplarTable(self.exemplars_slowest, self.exemplars_sampled)
+        return table
 
     def _late_table(self, window: int) -> SpanTable:
         table = self._late.get(window)
@@ -408,7 +565,7 @@ class LatencyAggregator:
 
     def _evict(self, oldest: int) -> None:
         # Late tables are kept until flushed: they may hold back-fill older than memory.
-        for windows in (self._span_windows, self._metric_windows, self._children):
+        for windows in (self._span_windows, self._metric_windows, self._children, self._exemplar_windows):
             for stale in [w for w in windows if w < oldest]:
                 del windows[stale]
 
@@ -707,6 +864,7 @@ class LatencyAggregator:
         """
         with self._lock:
             start = self._flushed_through
+            exemplars = self._take_exemplars(start, through_window)
             spans = {w: t.copy() for w, t in self._span_windows.items() if start < w <= through_window}
             metrics = {
                 w: {sid: h.copy() for sid, h in by_series.items()}
@@ -728,7 +886,27 @@ class LatencyAggregator:
                     else:
                         merged[sid] = histogram
             self._flushed_through = max(self._flushed_through, through_window)
-        return Flushable(spans, metrics)
+        return Flushable(spans, metrics, exemplars)
+
+    def _take_exemplars(self, start: int, through_window: int) -> dict[int, ExemplarTable]:
+        """Exemplars of windows in ``(start, through]`` plus late ones; with storage, forget older windows.
+
+        Windows handed over by an earlier call are in storage by now, so
+        memory lets their exemplars go (reads of them go to storage): memory
+        holds exemplars of a few recent windows, whatever the history.
+        """
+        taken = {w: t.copy() for w, t in self._exemplar_windows.items() if start < w <= through_window}
+        late, self._late_exemplars = self._late_exemplars, {}
+        for w, table in late.items():
+            if w in taken:
+                taken[w].merge(table)
+            else:
+                taken[w] = table
+        if self._exemplars_stored and start > self._exemplars_flushed_through:
+            for stale in [w for w in self._exemplar_windows if w <= start]:
+                del self._exemplar_windows[stale]
+            self._exemplars_flushed_through = start
+        return taken
 
     def windows_with_data(self) -> list[int]:
         """Window indexes held in memory (spans or meter histograms), oldest first."""
@@ -759,3 +937,208 @@ class LatencyAggregator:
                 for sid, histogram in zip(series.tolist(), histograms)
                 if histogram is not None
             ]
+
+    # ------------------------------------------------------------ exemplars
+
+    def _memory_exemplars(self, first: int, last: int) -> tuple[Entries, int]:
+        """Memory's exemplar entries of windows in ``[first, last]``, and the last window storage holds.
+
+        Storage holds (and memory has let go of) windows up to the second
+        value, -1 without storage.
+        """
+        with self._lock:
+            flushed = self._exemplars_flushed_through
+            tables = [t for w, t in self._exemplar_windows.items() if first <= w <= last and w > flushed]
+            entries = Entries.concat([t.entries() for t in tables])
+        return entries, flushed if self._exemplars_stored else -1
+
+    def _preferred_attributes(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.dimensions)
+
+    def endpoint_exemplars(
+        self, range_s: float, service: str | None = None, endpoint: str | None = None
+    ) -> dict[tuple[str, str], list[Exemplar]]:
+        """Per endpoint over the last ``range_s``: its slowest spans, then a uniform sample.
+
+        Memory answers the windows it still holds; with storage, older
+        windows are read from there (only their exemplar rows).
+        """
+        now = self.clock()
+        first = self._first_window(range_s, now)
+        last = self.grid.index(int(now * 1e9))
+        entries, stored_through = self._memory_exemplars(first, last)
+        with self._lock:
+            key_of_series, _ = self._view_keys_of()
+            selected = self._selected_keys(service, endpoint)
+            keys = list(self._view_key_list)
+        found: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {}
+        if len(entries):
+            key_of_entry = key_of_series[entries.series]
+            group = np.where(selected[key_of_entry], key_of_entry, -1)
+            chosen = pick(entries, group, self.exemplars_slowest, self.exemplars_sampled).tolist()
+            for i, record in zip(chosen, entries_as_dicts(entries, chosen, self._preferred_attributes())):
+                found.setdefault(keys[group[i]], ([], []))[1 if entries.sampled[i] else 0].append(record)
+        if stored_through >= first and self._history is not None:
+            source = self._history[0]
+            matchers = [Matcher("service.name", "=", service)] if service is not None else []
+            if endpoint is not None:
+                matchers.append(Matcher("span.name", "=", endpoint))
+            refs = source.select(DURATION_METRIC, matchers)
+            stored = {}
+            if refs:
+                stored = source.exemplars(refs, self.grid.start_s(first), self.grid.start_s(stored_through + 1))
+            for ref in refs:
+                key = (ref.labels.get("service.name", ""), ref.labels.get("span.name", OVERFLOW_ENDPOINT))
+                for _, sets in stored.get(ref.key, ()):
+                    slow, sampled = found.setdefault(key, ([], []))
+                    slow.extend(sets.get("slowest", ()))
+                    sampled.extend(sets.get("sampled", ()))
+        return {
+            key: _exemplar_views(merge_records(slow, sampled, self.exemplars_slowest, self.exemplars_sampled))
+            for key, (slow, sampled) in found.items()
+        }
+
+    def exemplars(
+        self,
+        matchers: Sequence[Matcher],
+        start_s: float,
+        end_s: float,
+        *,
+        min_ms: float = 0.0,
+        limit: int = 100,
+    ) -> list[tuple[dict[str, str], Exemplar]]:
+        """Exemplars of the span series matching ``matchers`` that ended in ``[start_s, end_s)``, slowest first.
+
+        Every kept exemplar counts (slowest and sampled), each span once,
+        at most ``limit``; each with its series' labels.
+        """
+        first = self.grid.index(int(start_s * 1e9))
+        last = self.grid.index(int(end_s * 1e9))
+        entries, stored_through = self._memory_exemplars(first, last)
+        start_ns, end_ns = int(start_s * 1e9), int(end_s * 1e9)
+        out: list[tuple[dict[str, str], dict[str, Any]]] = []
+        if len(entries):
+            size = len(self.registry)
+            wanted = np.fromiter(
+                (all(m.matches(_labels(self.registry[i].attributes())) for m in matchers) for i in range(size)),
+                bool,
+                size,
+            )
+            inside = wanted[entries.series] & (entries.duration_ms >= min_ms)
+            inside &= (entries.end_ns >= start_ns) & (entries.end_ns < end_ns)
+            index = np.flatnonzero(inside)
+            index = index[np.argsort(-entries.duration_ms[index], kind="stable")]
+            _, unique = np.unique(entries.span_id[index], return_index=True)
+            index = index[np.sort(unique)][:limit].tolist()
+            for i, record in zip(index, entries_as_dicts(entries, index, self._preferred_attributes())):
+                out.append((_labels(self.registry[int(entries.series[i])].attributes()), record))
+        if stored_through >= first and self._history is not None:
+            source = self._history[0]
+            refs = source.select(DURATION_METRIC, list(matchers))
+            if refs:
+                stored = source.exemplars(refs, self.grid.start_s(first), self.grid.start_s(stored_through + 1))
+                for ref in refs:
+                    for _, sets in stored.get(ref.key, ()):
+                        for record in (*sets.get("slowest", ()), *sets.get("sampled", ())):
+                            at = int(record["time_unix_nano"])
+                            if float(record["duration_ms"]) >= min_ms and start_ns <= at < end_ns:
+                                out.append((dict(ref.labels), record))
+        out.sort(key=lambda pair: -float(pair[1]["duration_ms"]))
+        seen: set[tuple[str, str]] = set()
+        result = []
+        for labels, record in out:
+            identity = (record["trace_id"], record["span_id"])
+            if identity in seen:
+                continue
+            seen.add(identity)
+            result.append((labels, _exemplar_view(record)))
+            if len(result) >= limit:
+                break
+        return result
+
+    def recent_exemplars(self, horizon_s: float = RECENT_EXEMPLARS_S) -> dict[int, list[dict[str, Any]]]:
+        """Per span series, its exemplars of the last ``horizon_s`` (at least the last three windows).
+
+        What exports attach to the since-start histograms: the slowest few
+        and the sample of what was recent, resolved (trace id, attributes).
+        Only windows still in memory count (with storage: not yet flushed,
+        or flushed since the previous flush).
+        """
+        last = self.grid.index(int(self.clock() * 1e9))
+        windows = max(3, int(np.ceil(horizon_s / self.window_s)))
+        entries, _ = self._memory_exemplars(last - windows + 1, last)
+        if not len(entries):
+            return {}
+        chosen = pick(entries, entries.series, self.exemplars_slowest, self.exemplars_sampled).tolist()
+        found: dict[int, list[dict[str, Any]]] = {}
+        seen: set[tuple[int, int]] = set()
+        for i, record in zip(chosen, entries_as_dicts(entries, chosen, self._preferred_attributes())):
+            identity = (int(entries.series[i]), int(entries.span_id[i]))
+            if identity not in seen:  # a span in both sets once
+                seen.add(identity)
+                found.setdefault(identity[0], []).append(record)
+        return found
+
+    def exemplar_floors(self) -> tuple[dict[Any, tuple[int, int]], ...]:
+        """For the span processor: per status code, span name -> what a span must beat to be a candidate.
+
+        ``(slowest floor ns, sample ceiling span id)`` from the current
+        window's exemplar sets; a name with a series whose sets are not full
+        has no entry (every span of it may enter). See
+        :mod:`trm_otel.processors.span_processor`.
+        """
+        floors: tuple[dict[Any, tuple[int, int]], ...] = ({}, {}, {})
+        now_ns = int(self.clock() * 1e9)
+        window = now_ns // self.window_ns
+        with self._lock:
+            table = self._exemplar_windows.get(window)
+            if table is None:
+                return floors
+            cached = self._floors_cache
+            if cached is not None and cached[0] == (window, id(table), table.version, len(self.registry)):
+                return cached[1]
+            key = (window, id(table), table.version, len(self.registry))
+            series, slow, sample = table.floors()
+        open_names: set[tuple[int, str]] = set()
+        found: dict[tuple[int, str], tuple[float, int]] = {}
+        for sid, slow_ms, ceiling in zip(series.tolist(), slow.tolist(), sample.tolist()):
+            info = self.registry[sid]
+            if info.overflow or not 0 <= info.status <= 2:
+                continue
+            key = (info.status, info.name)
+            if slow_ms == -np.inf or ceiling == 2**64 - 1:
+                open_names.add(key)
+                continue
+            before = found.get(key)
+            found[key] = (slow_ms, ceiling) if before is None else (min(before[0], slow_ms), max(before[1], ceiling))
+        for (status, name), (slow_ms, ceiling) in found.items():
+            if (status, name) not in open_names:
+                floors[status][name] = (int(slow_ms * 1e6) if slow_ms != np.inf else 2**63, ceiling)
+        self._floors_cache = (key, floors)
+        return floors
+
+
+def _labels(attributes: dict[str, Any]) -> dict[str, str]:
+    return {k: label_value(v) for k, v in attributes.items()}
+
+
+def _exemplar_view(record: dict[str, Any]) -> Exemplar:
+    return Exemplar(
+        trace_id=str(record["trace_id"]),
+        span_id=str(record["span_id"]),
+        duration_ms=round(float(record["duration_ms"]), 3),
+        time=int(record["time_unix_nano"]) / 1e9,
+        attributes=dict(record.get("attributes") or {}),
+    )
+
+
+def _exemplar_views(sets: dict[str, list[Any]]) -> list[Exemplar]:
+    """The slowest first, then the sampled ones not among them."""
+    seen = set()
+    out = []
+    for record in (*sets["slowest"], *sets["sampled"]):
+        identity = (record["trace_id"], record["span_id"])
+        if identity not in seen:
+            seen.add(identity)
+            out.append(_exemplar_view(record))
+    return out

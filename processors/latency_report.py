@@ -9,6 +9,8 @@ through these three functions, so the numbers never differ between modes.
 
 from __future__ import annotations
 
+import dataclasses
+
 from trm_otel.analysis import bottlenecks, latency_view, trends
 from trm_otel.processors.aggregation import EndpointData, LatencyAggregator
 from trm_otel.slo import SloPolicy
@@ -29,9 +31,22 @@ def latency_views(
     range_s: float,
     service: str | None = None,
     endpoint: str | None = None,
+    *,
+    exemplars: bool = True,
 ) -> list[LatencyView]:
-    """One view per endpoint with data in the range, sorted by service and endpoint."""
-    return [_view(d, policy) for d in aggregator.endpoints(range_s, service, endpoint)]
+    """One view per endpoint with data in the range, sorted by service and endpoint.
+
+    With ``exemplars`` each view carries its endpoint's exemplar spans over
+    the range (the slowest, then a sample); without, none are read.
+    """
+    views = [_view(d, policy) for d in aggregator.endpoints(range_s, service, endpoint)]
+    if not exemplars or not views:
+        return views
+    found = aggregator.endpoint_exemplars(range_s, service, endpoint)
+    return [
+        dataclasses.replace(view, exemplars=tuple(found.get((view.service, view.endpoint), ())))
+        for view in views
+    ]
 
 
 def bottleneck_report(

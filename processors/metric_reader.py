@@ -114,12 +114,17 @@ class PercentileMetricReader(MetricReader):
         kept = 0
         with self._drain_lock:
             for processor in self._processors:
-                rows, resources = processor.drain()
+                rows, resources, captured = processor.drain_details()
                 if not rows:
                     continue
-                batch, rejected, repaired = batch_from_rows(rows, resources)
+                batch, rejected, repaired = batch_from_rows(rows, resources, captured)
                 self.aggregator.stats.merge_counts(rejected, repaired)
                 kept += self.aggregator.add_spans(batch)
+            # Tell the processors which spans may still become exemplars (dimensions need every span's
+            # attributes: then no floors, and every span keeps them).
+            floors = self.aggregator.exemplar_floors() if not self.aggregator.dimensions else ({}, {}, {})
+            for processor in self._processors:
+                processor.floors = floors
         return kept
 
     def export(self) -> bool:
@@ -149,11 +154,20 @@ class PercentileMetricReader(MetricReader):
     def _run(self) -> None:
         assert self._interval_s
         next_tick = time.monotonic() + self._interval_s
+        window_ns = self.aggregator.window_ns
+        window = time.time_ns() // window_ns
         while not self._stop.is_set():
-            woke = self._wake.wait(max(0.0, next_tick - time.monotonic()))
+            # Also wake when the window ends: the processors' exemplar floors belong to the old one.
+            until_window_end = ((window + 1) * window_ns - time.time_ns()) / 1e9
+            woke = self._wake.wait(max(0.0, min(next_tick - time.monotonic(), until_window_end)))
             if self._stop.is_set():
                 break
             try:
+                now_window = time.time_ns() // window_ns
+                if now_window != window:
+                    window = now_window
+                    for processor in self._processors:
+                        processor.floors = ({}, {}, {})
                 if woke:
                     self._wake.clear()
                     self.drain()

@@ -15,6 +15,7 @@ failure                       gRPC                    HTTP
 bad data (permanent)          INVALID_ARGUMENT        400
 too large                     RESOURCE_EXHAUSTED      413
 overloaded (retry later)      UNAVAILABLE+RetryInfo   503 + ``Retry-After``
+a bug in the receiver         INTERNAL                500
 missing or unknown token      UNAUTHENTICATED         401 + ``WWW-Authenticate``
 unsupported content type      --                      415
 method other than POST        --                      405 + ``Allow: POST``
@@ -43,6 +44,7 @@ from trm_otel.errors import TrmOtelError
 
 __all__ = [
     "RETRY_DELAY_S",
+    "InternalError",
     "InvalidData",
     "MethodNotAllowed",
     "OtlpError",
@@ -136,6 +138,13 @@ class Overloaded(OtlpError):
         status = super().status()
         status.details.add().Pack(self.retry_info())
         return status
+
+
+class InternalError(OtlpError):
+    """Handling failed for a reason that is not the client's (a bug, logged with its traceback)."""
+
+    code = code_pb2.INTERNAL
+    http_status = 500
 
 
 class Unauthenticated(OtlpError):

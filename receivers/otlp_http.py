@@ -22,10 +22,16 @@ The endpoints are plain ASGI callables reading ``receive`` themselves: the
 body must be read incrementally and, after an early error, the rest of it
 drained (bounded) so the client reads the answer instead of a reset
 connection.
+
+JSON bodies larger than :data:`_JSON_INLINE_LIMIT` are converted on a worker
+thread: ``json_format`` is pure Python (about 1 s for 4 MB, more to name
+the field of a bad one), and on the event loop that second would stall
+every other OTLP and API client of the daemon.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import zlib
 from typing import Any
@@ -41,6 +47,7 @@ from trm_otel.api.auth import Authenticator
 from trm_otel.pipeline import Consumer
 from trm_otel.receivers.otlp_errors import (
     RETRY_DELAY_S,
+    InternalError,
     InvalidData,
     MethodNotAllowed,
     OtlpError,
@@ -62,6 +69,8 @@ JSON = "application/json"
 # so the client sees the answer; beyond it the connection is just closed.
 _DRAIN_LIMIT = 64 * 1024 * 1024
 _WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+#: JSON bodies up to this size (a few ms of conversion) are parsed on the event loop, larger ones on a thread.
+_JSON_INLINE_LIMIT = 64 * 1024
 
 
 def build_http_app(
@@ -116,7 +125,7 @@ class _OtlpEndpoint:
             tenant = self.service.tenant_of(headers.get("authorization"))
             data = await body.read(headers)
             json_class = self.service.json_class or self.service.request_class
-            request = parse_json(data, json_class) if as_json else self.service.parse(data)
+            request = await _parse_json(data, json_class) if as_json else self.service.parse(data)
             answer = self.service.export(request, tenant)
             if as_json:
                 response = Response(json_format.MessageToJson(answer, indent=None), 200, media_type=JSON)
@@ -128,8 +137,15 @@ class _OtlpEndpoint:
                 _logger.info("OTLP/HTTP %s: %s", scope["path"], error)
         except Exception:  # a bug; still answered with a Status body, as OTLP requires of every 5xx
             _logger.exception("OTLP/HTTP %s: failed to handle the request", scope["path"])
-            response = await _failure(OtlpError("internal error while handling the request"), body, as_json)
+            response = await _failure(InternalError("internal error while handling the request"), body, as_json)
         await response(scope, receive, send)
+
+
+async def _parse_json(data: bytes, message_class: type[Any]) -> Any:
+    """:func:`parse_json`, off the event loop when the body is large enough to stall it."""
+    if len(data) <= _JSON_INLINE_LIMIT:
+        return parse_json(data, message_class)
+    return await asyncio.to_thread(parse_json, data, message_class)
 
 
 async def _failure(error: OtlpError, body: _Body, as_json: bool) -> Response:

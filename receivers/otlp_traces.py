@@ -37,7 +37,7 @@ from google.protobuf.message import DecodeError
 
 from trm_otel.processors.span_batch import UNKNOWN_SERVICE, SpanBatch
 from trm_otel.receivers.otlp_errors import InvalidData
-from trm_otel.receivers.otlp_slim import resource_of, slim_trace_request, status_codes
+from trm_otel.receivers.otlp_slim import SlimSpanDetails, resource_of, slim_trace_request, status_codes
 
 __all__ = ["DecodedTraces", "decode_traces", "require_upb"]
 
@@ -265,6 +265,9 @@ def decode_traces(
         duration_ms=(end_kept - start[kept].astype(np.int64)) / 1e6,
         span_id=span_id[kept],
         parent_span_id=parent_id[kept],
+        # Trace ids and attributes are read from the request for the few spans that need them.
+        details=SlimSpanDetails(request, blocks, n),
+        detail_row=np.arange(n)[kept],
     )
     return DecodedTraces(batch, rejected, message, reasons)
 

@@ -91,6 +91,40 @@ __all__ = [
 
 Loc = tuple[int | str, ...]  # a location in the input, as pydantic reports it
 
+_SERIES_LABELS = ("service.name", "span.name", "span.kind", "status.code", "otel.metric.overflow")
+_MAX_DIMENSIONS = 8
+
+
+class DimensionConfig(BaseModel):
+    """One ``processors.latency.dimensions`` entry, as the Collector's spanmetrics connector writes it.
+
+    ``name`` is looked up in the span's attributes, then its resource's;
+    without a value there, ``default`` is used, and without a default the
+    label is left out of the series.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=128)
+    default: str | None = Field(default=None, max_length=256)
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_series_label(cls, name: str) -> str:
+        if name in _SERIES_LABELS:
+            raise ValueError(f"{name!r} is already a label of every span series ({', '.join(_SERIES_LABELS[:4])})")
+        return name
+
+
+class ExemplarsConfig(BaseModel):
+    """``processors.latency.exemplars``: spans kept per series and window (0 turns a kind off)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slowest: int = Field(default=3, ge=0, le=10)
+    sampled: int = Field(default=3, ge=0, le=10)
+
+
 class LatencyProcessorConfig(BaseModel):
     """``processors.latency``: how spans become per-window latency views.
 
@@ -99,7 +133,12 @@ class LatencyProcessorConfig(BaseModel):
     ``bottlenecks()`` and ``trends()``; ``cardinality_limit`` caps the series
     per service before the overflow series takes the rest; ``buffer_size``
     bounds the spans waiting for the next aggregation (beyond it spans are
-    dropped and counted, never blocking the application).
+    dropped and counted, never blocking the application). ``dimensions``
+    add series labels from span (else resource) attributes, like the
+    Collector's spanmetrics connector (``[{name: http.route}, {name:
+    enduser.id, default: anonymous}]``; at most 8, each counted against
+    ``cardinality_limit``); ``exemplars`` bounds the exemplar spans kept
+    per series and window.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -109,6 +148,8 @@ class LatencyProcessorConfig(BaseModel):
     cardinality_limit: int = Field(default=2000, ge=1)
     buffer_size: int = Field(default=20_000, ge=16)
     slo: SloPolicy = SloPolicy()
+    dimensions: tuple[DimensionConfig, ...] = Field(default=(), max_length=_MAX_DIMENSIONS)
+    exemplars: ExemplarsConfig = ExemplarsConfig()
 
     @property
     def window_s(self) -> float:
@@ -119,6 +160,15 @@ class LatencyProcessorConfig(BaseModel):
         if self.history < self.window:
             raise ValueError("history must be at least one window")
         return self
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimensions_unique(cls, dimensions: tuple[DimensionConfig, ...]) -> tuple[DimensionConfig, ...]:
+        names = [d.name for d in dimensions]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"dimension {repeated[0]!r} is listed more than once")
+        return dimensions
 
 
 def latency_processor_config(key_path: str = "processors.latency", **values: Any) -> LatencyProcessorConfig:

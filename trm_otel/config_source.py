@@ -127,8 +127,15 @@ def _duplicate_keys(node: yaml.Node | None, loc: Loc, seen: set[int], out: list[
 
 
 def read_yaml(text: str, source: str) -> tuple[Any, Positions, list[tuple[Loc, str]]]:
-    loader = yaml.SafeLoader(text)
+    """The document, its key positions and its duplicate keys; :class:`ConfigError` for anything YAML refuses.
+
+    The loader is created inside the ``try``: PyYAML checks the characters
+    when it is built and refuses control characters (a NUL byte, say) with
+    a ``ReaderError`` that carries an offset, not a line.
+    """
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         duplicates: list[tuple[Loc, str]] = []
         _duplicate_keys(node, (), set(), duplicates)
@@ -138,10 +145,17 @@ def read_yaml(text: str, source: str) -> tuple[Any, Positions, list[tuple[Loc, s
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
         message = f"invalid YAML: {', '.join(part for part in (err.context, err.problem) if part)}"
         raise ConfigError([(where, message)]) from None
+    except yaml.reader.ReaderError as err:
+        line = text.count("\n", 0, err.position) + 1
+        column = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+        char = f"U+{err.character:04X}" if isinstance(err.character, int) else repr(err.character)
+        message = f"invalid YAML: character {char} is not allowed (write it as an escape in a double-quoted string)"
+        raise ConfigError([(f"{source}:{line}:{column}", message)]) from None
     except yaml.YAMLError as err:
         raise ConfigError([(source, f"invalid YAML: {err}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, Positions(node), duplicates
 
 

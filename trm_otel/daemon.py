@@ -49,6 +49,7 @@ from trm_otel.processors.log_counts import LogCounts
 from trm_otel.processors.metric_reader import PercentileMetricReader
 from trm_otel.processors.otlp_metrics import OtlpMetricsIngest
 from trm_otel.processors.scalar_series import ScalarSeriesStore
+from trm_otel.processors.series import Dimension
 from trm_otel.processors.span_batch import SpanBatch
 from trm_otel.processors.span_processor import LatencySpanProcessor
 from trm_otel.processors.spanmetrics import spanmetrics_data
@@ -214,6 +215,9 @@ class Daemon:
             history_s=latency.history,
             cardinality_limit=latency.cardinality_limit,
             track_cumulative=True,
+            dimensions=[Dimension(d.name, d.default) for d in latency.dimensions],
+            exemplars_slowest=latency.exemplars.slowest,
+            exemplars_sampled=latency.exemplars.sampled,
         )
         series = ScalarSeriesStore(window_s=latency.window, history_s=latency.history)
         data = TenantData(
@@ -407,6 +411,12 @@ class Daemon:
         monitor.register_health_check("receivers", receivers, timeout_s=1.0)
         monitor.register_health_check("pipeline_queue", pipeline_queue, timeout_s=1.0, critical=False)
         monitor.register_health_check("data_dir", data_dir, timeout_s=1.0)
+
+        def series_overflow() -> tuple[bool, str]:
+            found = [f"tenant {t.name!r}: {d}" for t in self.tenants if (d := t.aggregator.registry.overflow_summary())]
+            return not found, "; ".join(found) or "no service over its cardinality_limit"
+
+        monitor.register_health_check("series_overflow", series_overflow, timeout_s=1.0, critical=False)
         for exporter in self.exporters:
             if exporter.forwarder is None:
                 continue

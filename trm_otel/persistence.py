@@ -14,6 +14,9 @@ Span latency is stored as ``traces.span.metrics.duration`` with the
 spanmetrics labels; latency histograms recorded by other SDKs' meters as
 ``http.server.request.duration`` (ms) with the same labels, so the two are
 never counted twice in one series; scalar series under their own names.
+Each span series' exemplars go with its window (resolved here, on the
+flushing thread: trace ids and bounded attributes parsed from what the
+receiver captured), in the store's ``exemplar`` table.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 
 from trm_otel.histogram import ExponentialHistogram
 from trm_otel.processors.aggregation import LatencyAggregator
+from trm_otel.processors.exemplars import ExemplarTable, entries_as_dicts, pick
 from trm_otel.processors.scalar_series import ScalarSeriesStore
 from trm_otel.series_source import DURATION_METRIC, label_value
 
@@ -80,10 +84,13 @@ class Flusher:
             batch = self.aggregator.take_flushable(through)
             latency = list(self._latency_rows(batch.spans, batch.metrics))
             scalars = list(self._scalar_rows(through))
+            exemplars = list(self._exemplar_rows(batch.exemplars))
             if latency:
                 self.store.write_latency(latency)
             if scalars:
                 self.store.write_scalars(scalars)
+            if exemplars and hasattr(self.store, "write_exemplars"):
+                self.store.write_exemplars(exemplars)
             self.flushes += 1
             self.rows_written += len(latency) + len(scalars)
             return len(latency) + len(scalars)
@@ -109,6 +116,29 @@ class Flusher:
             for series_id, histogram in by_series.items():
                 labels = _labels(registry[series_id].attributes())
                 yield self.tenant, METER_LATENCY_METRIC, labels, start_s, histogram
+
+    def _exemplar_rows(
+        self, tables: dict[int, ExemplarTable]
+    ) -> Iterator[tuple[str, str, dict[str, str], int, dict[str, list[dict[str, Any]]]]]:
+        registry = self.aggregator.registry
+        grid = self.aggregator.grid
+        preferred = tuple(d.name for d in self.aggregator.dimensions)
+        slowest, sampled = self.aggregator.exemplars_slowest, self.aggregator.exemplars_sampled
+        for window, table in sorted(tables.items()):
+            entries = table.entries()
+            if not len(entries):
+                continue
+            start_s = int(grid.start_s(window))
+            order = pick(entries, entries.series, slowest, sampled).tolist()  # each span once per set, best first
+            by_series: dict[int, dict[str, list[dict[str, Any]]]] = {}
+            series_of, sampled_of = entries.series.tolist(), entries.sampled.tolist()
+            for i, record in zip(order, entries_as_dicts(entries, order, preferred)):
+                sets = by_series.get(series_of[i])
+                if sets is None:
+                    sets = by_series[series_of[i]] = {"slowest": [], "sampled": []}
+                sets["sampled" if sampled_of[i] else "slowest"].append(record)
+            for series_id, sets in by_series.items():
+                yield self.tenant, DURATION_METRIC, _labels(registry[series_id].attributes()), start_s, sets
 
     def _scalar_rows(self, through: int) -> Iterator[tuple[str, str, dict[str, str], str, int, float]]:
         """Scalar windows closed since the last flush (written once; late scalar points stay in memory)."""

@@ -20,6 +20,7 @@ from typing import Any, Literal
 __all__ = [
     "LEVELS",
     "Bottleneck",
+    "Exemplar",
     "Level",
     "LatencyView",
     "Trend",
@@ -32,6 +33,25 @@ LEVELS: tuple[Level, ...] = ("excellent", "good", "fair", "poor", "critical")
 
 
 @dataclass(frozen=True, slots=True)
+class Exemplar:
+    """One span behind a latency series: what a slow percentile leads to.
+
+    ``trace_id`` and ``span_id`` are lowercase hex (32 and 16 digits, as
+    trace UIs and OTLP/JSON write them; ``trace_id`` is empty when the
+    source gave none), ``time`` the span's end in unix seconds,
+    ``attributes`` a bounded set of its attributes as text (at most 16,
+    values cut at 256 characters, user context such as ``enduser.id`` kept
+    first).
+    """
+
+    trace_id: str
+    span_id: str
+    duration_ms: float
+    time: float
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class LatencyView:
     """Latency, throughput and errors of one endpoint over a time range.
 
@@ -39,6 +59,8 @@ class LatencyView:
     spanmetrics connector keys it. ``approximate`` is true when part of the
     data came from explicit-bucket histograms, whose quantiles are estimates
     bounded by the bucket edges rather than by the 0.54% sketch error.
+    ``exemplars`` are spans of the range: the slowest few first (longest
+    first), then a uniform sample.
     """
 
     service: str
@@ -54,6 +76,7 @@ class LatencyView:
     apdex: float
     level: Level
     approximate: bool = False
+    exemplars: tuple[Exemplar, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -546,9 +546,9 @@ def test_a_version_1_database_is_migrated_at_open(tmp_path: Path) -> None:
     connection.close()
 
     store = Store(path, clock=lambda: NOW)
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     versions = [v for (v,) in store._db.execute("SELECT version FROM schema_version ORDER BY version")]
-    assert versions == [1, 2]
+    assert versions == [1, 2, 3]
     indexes = {name for (name,) in store._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"latency_by_time", "scalar_by_time"} <= indexes
     (ref,) = store.select("default", DURATION_METRIC, [Matcher("span.name", "=", "GET /items")])

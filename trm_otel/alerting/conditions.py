@@ -109,7 +109,7 @@ from trm_otel.query.errors import QueryError
 from trm_otel.query.evaluator import DEFAULT_RANGE_S, Evaluator, RangeSeries
 from trm_otel.query.expr import NAMED_STATS, Query
 from trm_otel.query.lexer import Token, describe, tokenize
-from trm_otel.query.parser import parse_duration_text, parse_query
+from trm_otel.query.parser import parse_duration_text, parse_query, parse_seconds_text
 
 __all__ = [
     "COMPARISONS",
@@ -672,12 +672,7 @@ class _Parser:
             raise self.fail(f"expected {what} of {name}(...), a duration such as 30m, got {_describe(token)}")
         self.advance()
         try:
-            if token.kind == "number":
-                seconds = float(token.text)
-                if not seconds > 0:
-                    raise ValueError(f"invalid duration {token.text!r}: must be greater than zero")
-                return seconds
-            return parse_duration_text(token.text)
+            return parse_seconds_text(token.text)
         except ValueError as err:
             raise self.fail(str(err), token) from None
 

@@ -52,6 +52,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from trm_otel.api.auth import principal_of
+from trm_otel.api.exemplars import exemplar_routes
 from trm_otel.api.params import BadParameter, Query
 from trm_otel.api.prometheus import CONTENT_TYPE, Sample
 from trm_otel.api.query import QueryRoute
@@ -262,6 +263,7 @@ def build_api_app(context: ApiContext) -> Starlette:
         Route("/api/v1/query", query.handle, methods=get),
         Route("/metrics", handlers.metrics, methods=get),
     ]
+    routes[:0] = exemplar_routes(context, handlers._compute)  # first: its /metrics also speaks OpenMetrics
     if context.alerting is not None:
         from trm_otel.api.alerting import alerting_routes
 

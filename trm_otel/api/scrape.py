@@ -17,12 +17,22 @@ Because a classic histogram is coarse (P95 between the 200 and 400 ms bounds
 is only "somewhere in there"), the scrape also carries
 ``trm_otel_latency_p50_ms|p95_ms|p99_ms`` gauges over the last five minutes,
 computed from merged exponential histograms at the sketch's 0.54% accuracy.
+
+Scraped as OpenMetrics (``scrape(..., openmetrics=True)``), each bucket
+line carries an exemplar when one of the series' recent exemplar spans
+(the last 30 seconds) falls in that bucket: the slowest such span, with
+its ``trace_id`` and ``span_id``, duration and end time.
+``trm_otel_series_overflow_total{service, dimension}`` counts series keys
+folded into a service's overflow series, charged to the label with the most
+distinct values (see :mod:`trm_otel.processors.series`).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from trm_otel.api.prometheus import MetricFamily, Sample, families_from_samples, metric_name, render
 from trm_otel.histogram import ExponentialHistogram
@@ -41,6 +51,7 @@ __all__ = [
     "cumulative_buckets",
     "latency_gauge_families",
     "scrape",
+    "series_overflow_family",
     "span_metric_families",
 ]
 
@@ -78,12 +89,14 @@ def cumulative_buckets(histogram: ExponentialHistogram, bounds: Sequence[float])
 
 
 def span_metric_families(
-    aggregator: LatencyAggregator, bounds: Sequence[float] = SPAN_DURATION_BOUNDS_MS
+    aggregator: LatencyAggregator, bounds: Sequence[float] = SPAN_DURATION_BOUNDS_MS, *, exemplars: bool = False
 ) -> list[MetricFamily]:
     """The duration histogram and calls counter of every span series since start.
 
     Empty unless the aggregator was built with ``track_cumulative=True``.
     Series are sorted by their labels so consecutive scrapes diff cleanly.
+    With ``exemplars``, bucket lines get recent exemplar spans (rendered by
+    OpenMetrics only).
     """
     duration = MetricFamily(
         DURATION_FAMILY, "histogram", "Span durations since start, by service, span name, kind and status (ms)."
@@ -92,13 +105,51 @@ def span_metric_families(
     rows = []
     for series_id, _start_ns, histogram in aggregator.cumulative():
         labels = aggregator.registry[series_id].attributes()
-        rows.append((sorted((k, str(v)) for k, v in labels.items()), labels, histogram))
+        rows.append((sorted((k, str(v)) for k, v in labels.items()), labels, histogram, series_id))
     rows.sort(key=lambda row: row[0])
     les = (*bounds, math.inf)
-    for _, labels, histogram in rows:
-        duration.add_histogram(labels, zip(les, cumulative_buckets(histogram, bounds)), histogram.sum, histogram.count)
+    recent = aggregator.recent_exemplars() if exemplars else {}
+    for _, labels, histogram, series_id in rows:
+        duration.add_histogram(
+            labels,
+            zip(les, cumulative_buckets(histogram, bounds)),
+            histogram.sum,
+            histogram.count,
+            exemplars=bucket_exemplars(recent.get(series_id, ()), bounds),
+        )
         calls.add(labels, histogram.count)
     return [duration, calls]
+
+
+def bucket_exemplars(
+    records: Iterable[dict[str, Any]], bounds: Sequence[float]
+) -> dict[int, tuple[dict[str, str], float, float]]:
+    """Per bucket position (``bounds`` then +Inf), the slowest record whose duration falls in it."""
+    chosen: dict[int, dict[str, Any]] = {}
+    for record in records:
+        value = float(record["duration_ms"])
+        position = bisect.bisect_left(bounds, value)  # (bounds[i-1], bounds[i]] holds value
+        before = chosen.get(position)
+        if before is None or value > float(before["duration_ms"]):
+            chosen[position] = record
+    out = {}
+    for position, record in chosen.items():
+        labels = {"trace_id": record["trace_id"], "span_id": record["span_id"]} if record["trace_id"] else {}
+        out[position] = (labels, float(record["duration_ms"]), int(record["time_unix_nano"]) / 1e9)
+    return out
+
+
+def series_overflow_family(aggregator: LatencyAggregator) -> MetricFamily:
+    """``trm_otel_series_overflow_total{service, dimension}``: keys folded into overflow, by the label to blame."""
+    family = MetricFamily(
+        "trm_otel_series_overflow_total",
+        "counter",
+        "Series keys folded into the service's overflow series (cardinality_limit reached), charged to "
+        "span.name or the dimension with the most distinct values.",
+    )
+    for (service, dimension), count in sorted(aggregator.registry.overflow_by_dimension().items()):
+        family.add({"service": service, "dimension": dimension}, count)
+    return family
 
 
 def latency_gauge_families(views: Iterable[LatencyView]) -> list[MetricFamily]:
@@ -124,12 +175,23 @@ def build_info_family(version: str) -> MetricFamily:
     return family
 
 
-def scrape(aggregator: LatencyAggregator, policy: SloPolicy, self_metrics: Iterable[Sample], version: str) -> str:
-    """The whole ``/metrics`` body. Merges histograms: run it off the event loop."""
+def scrape(
+    aggregator: LatencyAggregator,
+    policy: SloPolicy,
+    self_metrics: Iterable[Sample],
+    version: str,
+    *,
+    openmetrics: bool = False,
+) -> str:
+    """The whole ``/metrics`` body, OpenMetrics with exemplars when asked.
+
+    Merges histograms: run it off the event loop.
+    """
     families = [
         *families_from_samples(self_metrics),
         build_info_family(version),
-        *latency_gauge_families(latency_views(aggregator, policy, LATENCY_GAUGE_RANGE_S)),
-        *span_metric_families(aggregator),
+        series_overflow_family(aggregator),
+        *latency_gauge_families(latency_views(aggregator, policy, LATENCY_GAUGE_RANGE_S, exemplars=False)),
+        *span_metric_families(aggregator, exemplars=openmetrics),
     ]
-    return render(families)
+    return render(families, openmetrics=openmetrics)

@@ -10,6 +10,15 @@ not yet flushed, so nothing is counted twice and nothing falls between the
 two; it moves as windows are flushed and evicted, hence a callable, read
 once per call.
 
+Storage may answer in coarser windows than memory (1-minute or 1-hour
+rollups, for long ranges or a coarse step), and a rollup starting before
+the boundary also holds what was flushed after it, which memory answers
+too: a 1-hour ``count`` once counted every flushed span twice. So when the
+older side says which resolution a read gets (``resolution_for``), its
+coarse windows are read only up to the boundary rounded down to that
+resolution, and the stretch from there to the boundary at its finest
+(raw windows are memory's windows, so they end exactly at the boundary).
+
 A series both sides know (same metric, labels and kind) becomes one series
 whose windows are the older side's followed by the recent side's; a series
 only one side knows passes through. ``histogram_sum_windows`` (the optional
@@ -20,6 +29,7 @@ reaches a side without it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,10 +90,12 @@ class CombinedSource:
         self, method: str, refs: Sequence[SeriesRef], start_s: float, end_s: float, **hints: Any
     ) -> dict[Hashable, list[Any]]:
         boundary = self.boundary_s()
+        cut = self._coarse_cut(boundary, start_s, hints.get("step_s"))
         result: dict[Hashable, list[Any]] = {ref.key: [] for ref in refs}
-        for side, source, lo, hi in (
-            ("older", self.older, start_s, min(end_s, boundary)),
-            ("recent", self.recent, max(start_s, boundary), end_s),
+        for side, source, lo, hi, args in (
+            ("older", self.older, start_s, min(end_s, cut), hints),
+            ("older", self.older, max(start_s, cut), min(end_s, boundary), {}),  # finest windows up to the boundary
+            ("recent", self.recent, max(start_s, boundary), end_s, hints),
         ):
             if hi <= lo:
                 continue
@@ -100,7 +112,15 @@ class CombinedSource:
                     f"the {side} data source ({type(source).__name__}) does not keep histogram sums; use count or rate"
                 )
             side_refs = [SeriesRef(key, ref.metric, ref.labels, ref.kind) for key, ref in own.items()]
-            for key, windows in read(side_refs, lo, hi, **hints).items():
+            for key, windows in read(side_refs, lo, hi, **args).items():
                 if key in own:
                     result[own[key].key].extend(windows)
         return result
+
+    def _coarse_cut(self, boundary: float, start_s: float, step_s: float | None) -> float:
+        """Where the older side's windows for a read from ``start_s`` must stop so none reaches past ``boundary``."""
+        resolution_for = getattr(self.older, "resolution_for", None)
+        if resolution_for is None:
+            return boundary
+        resolution = float(resolution_for(start_s, step_s=step_s))
+        return math.floor(boundary / resolution) * resolution if resolution > 0 else boundary

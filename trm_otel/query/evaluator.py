@@ -23,7 +23,10 @@ Limits. Every query is checked before data is read: at most
 ``Limits.max_series`` selected series (default 1000) and
 ``Limits.max_points`` points in the answer (groups times steps, default
 11000), each refused with a :class:`QueryError` that says the limit and how
-to narrow the query. Which statistic applies to which kind of series is
+to narrow the query. Times must lie within what a nanosecond int64 holds
+(years 1677 to 2262, :data:`MAX_TIME_S`); anything else is refused the same
+way rather than overflowing the sources' window arithmetic. Which
+statistic applies to which kind of series is
 :data:`~trm_otel.query.reducers.SUPPORTED`; a mismatch is refused at the
 statistic's column.
 
@@ -56,6 +59,7 @@ __all__ = [
     "Evaluator",
     "HistogramSumSource",
     "Limits",
+    "MAX_TIME_S",
     "RangeSeries",
     "Sample",
 ]
@@ -64,6 +68,8 @@ __all__ = [
 DEFAULT_RANGE_S = 60.0
 #: Apdex T when the query gives none and there is no SLO policy.
 DEFAULT_APDEX_T_MS = 300.0
+#: The largest Unix time (either sign) a query may reach: nanoseconds must fit an int64.
+MAX_TIME_S = 2**63 / 1e9 - 1.0
 
 _KIND_TEXT: dict[str, str] = {
     "latency": "a latency series",
@@ -117,6 +123,14 @@ class RangeSeries:
 _Result = tuple[dict[str, str], np.ndarray, np.ndarray]
 
 
+def _check_times(what: str, last_s: float, first_s: float) -> None:
+    """Refuse a query reaching outside ``[-MAX_TIME_S, MAX_TIME_S]`` (``first_s`` includes the range)."""
+    if not (math.isfinite(last_s) and -MAX_TIME_S <= first_s and last_s <= MAX_TIME_S):
+        raise QueryError(
+            f"{what} (minus the range) must be Unix times in seconds between {-MAX_TIME_S:.0f} and {MAX_TIME_S:.0f}"
+        )
+
+
 class Evaluator:
     """Answers queries over one source for one tenant.
 
@@ -142,6 +156,7 @@ class Evaluator:
         """Each group's value at ``time_s``, sorted by labels."""
         parsed = parse_query(query) if isinstance(query, str) else query
         range_s = parsed.range_s if parsed.range_s is not None else DEFAULT_RANGE_S
+        _check_times("time", float(time_s), float(time_s) - range_s)
         found = self._evaluate(parsed, np.array([float(time_s)]), range_s)
         return [Sample(labels, float(time_s), float(values[0])) for labels, values, present in found if present[0]]
 
@@ -162,6 +177,7 @@ class Evaluator:
             )
         times = start_s + step_s * np.arange(steps, dtype=np.float64)
         range_s = parsed.range_s if parsed.range_s is not None else float(step_s)
+        _check_times("start and end", float(times[-1]), float(start_s) - range_s)
         out = []
         for labels, values, present in self._evaluate(parsed, times, range_s):
             if present.any():

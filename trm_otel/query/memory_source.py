@@ -6,9 +6,12 @@
 
 Span series come from the aggregator's registry, labelled with the
 spanmetrics attributes of each series (``service.name``, ``span.name``,
-``span.kind``, ``status.code``; overflow series carry
-``otel.metric.overflow="true"``), under both ``traces.span.metrics.duration``
-and ``traces.span.metrics.calls``. Latency recorded by OTel meters
+``span.kind``, ``status.code``, plus each configured dimension that has a
+value, e.g. ``http.route``; overflow series carry only ``service.name``,
+``status.code`` and ``otel.metric.overflow="true"``), under both
+``traces.span.metrics.duration`` and ``traces.span.metrics.calls``: so
+``p95(traces.span.metrics.duration[5m]) by (http.route)`` slices by a
+dimension, and storage keeps the same labels. Latency recorded by OTel meters
 (``http.server.request.duration`` or the older ``http.server.duration``)
 shares those keys and labels but is its own metric,
 ``http.server.request.duration`` in ms, exactly as storage writes it: an app

@@ -26,6 +26,7 @@ rather than read as 10 and 99.0.
 
 from __future__ import annotations
 
+import math
 import re
 
 from trm_otel.query.errors import QueryError
@@ -33,13 +34,17 @@ from trm_otel.query.expr import NAMED_STATS, STAT_NAMES_TEXT, Query
 from trm_otel.query.lexer import Token, describe, tokenize
 from trm_otel.series_source import Matcher
 
-__all__ = ["parse_duration_text", "parse_query"]
+__all__ = ["MAX_DURATION_S", "parse_duration_text", "parse_query", "parse_seconds_text"]
 
 _PERCENTILE = re.compile(r"p([0-9]+)")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|m|h|d|w)")
 #: unit -> (seconds, rank): units of a compound duration must strictly decrease.
 _UNITS = {"w": (604800.0, 0), "d": (86400.0, 1), "h": (3600.0, 2), "m": (60.0, 3), "s": (1.0, 4), "ms": (0.001, 5)}
 _DURATION_HINT = "use ms, s, m, h, d or w, e.g. 30s, 5m or 1h30m"
+#: The longest range or window (100 years): longer ones reach past the times
+#: a nanosecond int64 can hold (year 2262 forward, 1677 back), and
+#: ``99999999999999999999w`` would otherwise be read as infinity.
+MAX_DURATION_S = 100 * 365.25 * 86400.0
 
 
 def parse_query(text: str) -> Query:
@@ -62,8 +67,25 @@ def parse_duration_text(text: str) -> float:
         last_rank, pos = rank, part.end()
     if pos != len(text) or pos == 0:
         raise ValueError(f"invalid duration {text!r} ({_DURATION_HINT})")
+    return _checked(seconds, text)
+
+
+def parse_seconds_text(text: str) -> float:
+    """Seconds of a range or window written as a duration (``5m``) or a plain number of seconds (``300``).
+
+    ``ValueError`` without a position, as :func:`parse_duration_text`.
+    """
+    if re.fullmatch(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", text):
+        return _checked(float(text), text)
+    return parse_duration_text(text)
+
+
+def _checked(seconds: float, text: str) -> float:
+    shown = text if len(text) <= 40 else f"{text[:20]}...{text[-8:]}"
     if not seconds > 0:
-        raise ValueError(f"invalid duration {text!r}: must be greater than zero")
+        raise ValueError(f"invalid duration {shown!r}: must be greater than zero")
+    if not seconds <= MAX_DURATION_S:  # inf and NaN included
+        raise ValueError(f"invalid duration {shown!r}: longer than 100 years")
     return seconds
 
 
@@ -193,12 +215,7 @@ class _Parser:
     def seconds(self, token: Token) -> float:
         """A range: a duration, or a plain number of seconds."""
         try:
-            if token.kind == "number":
-                seconds = float(token.text)
-                if not seconds > 0:
-                    raise ValueError(f"invalid duration {token.text!r}: must be greater than zero")
-                return seconds
-            return parse_duration_text(token.text)
+            return parse_seconds_text(token.text)
         except ValueError as err:
             raise self.fail(str(err), token) from None
 
@@ -208,6 +225,8 @@ class _Parser:
             value = float(self.advance().text)
             if not value > 0:
                 raise self.fail(f"apdex threshold must be greater than zero, got {token.text}", token)
+            if not math.isfinite(value):
+                raise self.fail(f"apdex threshold must be a finite number of milliseconds, got {token.text}", token)
             return value
         if token.kind == "duration":
             return self.seconds(self.advance()) * 1000.0

@@ -7,7 +7,7 @@ upgrade path is the creation path and cannot silently rot. Each step runs in
 its own transaction together with the row recording it in
 ``schema_version``: a crash mid-migration leaves the previous version intact.
 
-Layout (version 2):
+Layout (version 3):
 
 * ``series``: one row per (tenant, metric, canonical labels JSON, kind); the
   integer ``id`` is what the data tables and :class:`SeriesRef` keys use.
@@ -18,6 +18,11 @@ Layout (version 2):
 * ``rollup_progress``: per data table and rollup resolution, the window
   start below which every finer row has been merged in, so compaction
   resumes where it stopped after a restart.
+* ``exemplar``: per latency series and raw window, its exemplar spans as
+  JSON (``{"slowest": [...], "sampled": [...]}``, each
+  ``{trace_id, span_id, duration_ms, time_unix_nano, attributes}``). Raw
+  windows only (no rollups: a range's exemplars are a merge of its
+  windows'), kept as long as raw latency rows.
 
 The data tables are ``WITHOUT ROWID`` keyed (series, resolution, window):
 queries read a few series over a range, which is one index seek per series,
@@ -70,6 +75,16 @@ MIGRATIONS: tuple[Sequence[str], ...] = (
             done_until INTEGER NOT NULL,
             PRIMARY KEY (data_table, resolution)
         )""",
+    ),
+    # 2 -> 3: exemplar spans of each latency series and raw window
+    (
+        """CREATE TABLE exemplar (
+            series_id INTEGER NOT NULL,
+            window_start INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (series_id, window_start)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX exemplar_by_time ON exemplar (window_start)",
     ),
 )
 

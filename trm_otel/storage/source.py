@@ -23,6 +23,7 @@ and group, without a histogram object per stored window.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 from trm_otel.histogram import ExponentialHistogram
 from trm_otel.series_source import Matcher, SeriesRef
@@ -76,6 +77,16 @@ class StorageSource:
         histogram object per 1 m window).
         """
         return self.store.latency_merged(refs, start_s, end_s, step_s, group_of=group_of, resolution_s=resolution_s)
+
+    def exemplars(
+        self, refs: Sequence[SeriesRef], start_s: float, end_s: float
+    ) -> dict[Hashable, list[tuple[float, dict[str, list[dict[str, Any]]]]]]:
+        """Per latency series: its stored exemplar sets of raw windows starting in ``[start_s, end_s)``.
+
+        Not part of the ``SeriesSource`` protocol: the aggregator reads
+        exemplars of windows it no longer holds from here.
+        """
+        return self.store.exemplars(refs, start_s, end_s)
 
     def scalar_windows(
         self,

@@ -40,6 +40,12 @@ checkpoints every ~1000 pages, about 4 MB of writes), never corrupt the
 file. What the daemon holds in memory and has not yet written is, of
 course, not in the file.
 
+Exemplars. ``write_exemplars`` stores each latency series' exemplar spans
+per raw window (merging with what a window already has: the slowest of
+both, and the bottom-k sample by span id, which is what the union's sample
+would be); ``exemplars`` reads them back for a time range. They live as
+long as raw latency rows and are not rolled up.
+
 Concurrency. One connection, guarded by a lock: the daemon writes from one
 thread while API threads read. Reads fetch rows under the lock 50 series at
 a time and decode them outside it; compaction takes the lock one small
@@ -62,6 +68,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 
 from trm_otel.histogram import ExponentialHistogram
 from trm_otel.series_source import CALLS_METRIC, DURATION_METRIC, Matcher, SeriesKind, SeriesRef, label_value
@@ -72,6 +79,7 @@ __all__ = [
     "DATABASE_NAME",
     "DEFAULT_RETENTION_S",
     "SCHEMA_VERSION",
+    "ExemplarRow",
     "LatencyRow",
     "ScalarRow",
     "Store",
@@ -91,6 +99,8 @@ ScalarKind = Literal["gauge", "sum", "histogram"]
 LatencyRow = tuple[str, str, Mapping[str, Any], int, ExponentialHistogram]
 #: (tenant, metric, labels, kind, window start s, value)
 ScalarRow = tuple[str, str, Mapping[str, Any], str, int, float]
+#: (tenant, metric, labels, window start s, {"slowest": [record, ...], "sampled": [record, ...]})
+ExemplarRow = tuple[str, str, Mapping[str, Any], int, Mapping[str, Sequence[Mapping[str, Any]]]]
 
 _SCALAR_KINDS = ("gauge", "sum", "histogram")
 _LATENCY = "latency"
@@ -423,6 +433,90 @@ class Store:
             self._publish(new)
         return len(items)
 
+    def write_exemplars(self, rows: Iterable[ExemplarRow]) -> int:
+        """Write exemplar sets per latency series and raw window in one transaction; returns rows written.
+
+        A window that already has exemplars (late data) keeps the merge:
+        the slowest of both sets, and the smallest span ids of both samples
+        (see :func:`trm_otel.processors.exemplars.merge_records`), each set
+        as long as the longer of the two.
+        """
+        from trm_otel.processors.exemplars import merge_records
+
+        items = list(rows)
+        if not items:
+            return 0
+        keys = [self._key(t, m, labels, _LATENCY) for t, m, labels, _, _ in items]
+        starts = [self._raw_start(ws) for _, _, _, ws, _ in items]
+        with self._lock:
+            new: dict[tuple[str, str, str, str], int] = {}
+            with self._transaction() as cursor:
+                incoming: dict[tuple[int, int], Mapping[str, Sequence[Mapping[str, Any]]]] = {}
+                for key, start, (*_, sets) in zip(keys, starts, items):
+                    target = (self._resolve(cursor, key, new), start)
+                    before = incoming.get(target)
+                    incoming[target] = sets if before is None else _merged_sets(before, sets, merge_records)
+                stored = self._stored_exemplars(cursor, incoming)
+                final = []
+                for target, sets in incoming.items():
+                    before = stored.get(target)
+                    merged = sets if before is None else _merged_sets(orjson.loads(before), sets, merge_records)
+                    final.append((*target, orjson.dumps(merged)))
+                cursor.executemany(
+                    "INSERT OR REPLACE INTO exemplar (series_id, window_start, data) VALUES (?, ?, ?)", final
+                )
+            self._publish(new)
+        return len(items)
+
+    def _stored_exemplars(
+        self, cursor: sqlite3.Cursor, targets: Iterable[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        by_window: dict[int, list[int]] = defaultdict(list)
+        for sid, start in targets:
+            by_window[start].append(sid)
+        found: dict[tuple[int, int], bytes] = {}
+        for start, sids in by_window.items():
+            for at in range(0, len(sids), _IN_CHUNK):
+                chunk = sids[at : at + _IN_CHUNK]
+                for sid, data in cursor.execute(
+                    f"SELECT series_id, data FROM exemplar WHERE window_start = ? "
+                    f"AND series_id IN ({','.join('?' * len(chunk))})",
+                    (start, *chunk),
+                ):
+                    found[(sid, start)] = data
+        return found
+
+    def exemplars(
+        self, refs: Sequence[SeriesRef], start_s: float, end_s: float
+    ) -> dict[Hashable, list[tuple[float, dict[str, list[dict[str, Any]]]]]]:
+        """Per latency series: ``(window start, {"slowest": [...], "sampled": [...]})`` for raw windows
+        starting in ``[start_s, end_s)``, oldest first."""
+        wanted = [ref for ref in refs if ref.kind == "latency"]
+        out: dict[Hashable, list[tuple[float, dict[str, list[dict[str, Any]]]]]] = {ref.key: [] for ref in wanted}
+        ids = sorted({int(ref.key) for ref in wanted})  # type: ignore[call-overload]
+        begin, end = math.ceil(start_s), math.ceil(end_s)
+        for at in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[at : at + _IN_CHUNK]
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT series_id, window_start, data FROM exemplar "
+                    f"WHERE series_id IN ({','.join('?' * len(chunk))}) "
+                    "AND window_start >= ? AND window_start < ? ORDER BY series_id, window_start",
+                    (*chunk, begin, end),
+                ).fetchall()
+            for sid, start, data in rows:
+                out[sid].append((float(start), orjson.loads(data)))
+        return out
+
+    def _expire_exemplars(self, now: float) -> int:
+        """Exemplars go with the raw latency rows: after the raw retention."""
+        raw = self.resolutions[0]
+        cutoff = math.floor(now - self.retention_s[raw] - raw) + 1
+        with self._lock:
+            with self._transaction() as cursor:
+                cursor.execute("DELETE FROM exemplar WHERE window_start < ?", (cutoff,))
+                return cursor.rowcount
+
     # ------------------------------------------------------------ compaction
 
     def compact(self, now_s: float | None = None) -> dict[str, dict[int, int]]:
@@ -446,6 +540,7 @@ class Store:
             for i, resolution in enumerate(self.resolutions):
                 coarser = self.resolutions[i + 1] if i + 1 < len(self.resolutions) else None
                 deleted[resolution] += self._expire(table, resolution, coarser, now)
+        self._expire_exemplars(now)
         return {"rolled": dict(rolled), "deleted": dict(deleted)}
 
     def _rollable_until(self, table: str, finer: int, coarser: int, now: float) -> int | None:
@@ -829,3 +924,11 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _merged_sets(a: Mapping[str, Any], b: Mapping[str, Any], merge: Callable[..., Any]) -> dict[str, Any]:
+    slowest = [*a.get("slowest", ()), *b.get("slowest", ())]
+    sampled = [*a.get("sampled", ()), *b.get("sampled", ())]
+    k_slow = max(len(a.get("slowest", ())), len(b.get("slowest", ())))
+    k_sample = max(len(a.get("sampled", ())), len(b.get("sampled", ())))
+    return merge(slowest, sampled, k_slow, k_sample)
