@@ -204,6 +204,24 @@ def bench_dashboard_load(rounds: int) -> Section:
     return bench_dashboards(rounds)
 
 
+def bench_overload(rounds: int) -> Section:
+    from benchmarks.overload import bench_overload as run
+
+    return run(rounds)
+
+
+def bench_soak(rounds: int) -> Section:
+    from benchmarks.soak import bench_soak as run
+
+    return run(rounds)
+
+
+def bench_crash_loop(rounds: int) -> Section:
+    from benchmarks.crash_loop import bench_crash_loop as run
+
+    return run(rounds)
+
+
 BENCHMARKS: list[Callable[[int], Section]] = [
     bench_span_overhead,
     bench_aggregation,
@@ -213,6 +231,9 @@ BENCHMARKS: list[Callable[[int], Section]] = [
     bench_store,
     bench_alerts,
     bench_dashboard_load,
+    bench_overload,
+    bench_soak,
+    bench_crash_loop,
 ]
 
 

@@ -22,6 +22,9 @@
 7. Overload benchmark ("every acknowledged span is counted"): once windows
    were flushed, ``count(...[1h])`` counted them twice, from memory and
    from the 1-hour rollup starting before the memory/storage boundary.
+8. Soak benchmark (same check, ``history: 2m`` so storage answers most of
+   an hour): a rollup starting before a read's start was left out whole,
+   so ``count(...[1h])`` at 07:05 lost 06:05-07:00.
 """
 
 from __future__ import annotations
@@ -317,3 +320,14 @@ def test_windows_both_in_memory_and_in_a_rollup_are_counted_once(step_s: float |
     windows = source.latency_windows([ref], hour, hour + 3600, step_s=step_s)[ref.key]
     assert sum(n for _, n in windows) == 360
     assert max(at for at, _ in windows if at < hour + 1200) < hour + 1200
+
+
+@pytest.mark.parametrize("step_s", [None, 3600.0])
+def test_a_rollup_starting_before_the_range_still_counts_its_part_inside(step_s: float | None) -> None:
+    hour = 1_800_000_000.0
+    spans = {hour + 10 * i: 1 for i in range(720)}  # two hours, all flushed
+    source = CombinedSource(_Memory({}), _Storage(spans), boundary_s=lambda: hour + 7200)
+    (ref,) = source.select(DURATION_METRIC, [])
+    windows = source.latency_windows([ref], hour + 300, hour + 3900, step_s=step_s)[ref.key]
+    assert sum(n for _, n in windows) == 360  # the windows starting in [start, end), as memory answers
+    assert min(at for at, _ in windows) == hour + 300

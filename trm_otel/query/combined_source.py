@@ -11,13 +11,17 @@ two; it moves as windows are flushed and evicted, hence a callable, read
 once per call.
 
 Storage may answer in coarser windows than memory (1-minute or 1-hour
-rollups, for long ranges or a coarse step), and a rollup starting before
-the boundary also holds what was flushed after it, which memory answers
-too: a 1-hour ``count`` once counted every flushed span twice. So when the
-older side says which resolution a read gets (``resolution_for``), its
-coarse windows are read only up to the boundary rounded down to that
-resolution, and the stretch from there to the boundary at its finest
-(raw windows are memory's windows, so they end exactly at the boundary).
+rollups, for long ranges or a coarse step), which do not start and end
+where the read does. A rollup starting before the boundary also holds what
+was flushed after it, which memory answers too (a 1-hour ``count`` once
+counted every flushed span twice); a rollup starting before the read's
+start is not read at all, so its part inside the range was missing (an
+instant ``count(...[1h])`` at 07:05 lost 06:05-07:00). So when the older
+side says which resolution a read gets (``resolution_for``), its coarse
+windows are read only where they fit whole, from the start rounded up to
+the end (or the boundary) rounded down, and the two edges at its finest
+(raw windows are memory's, so they end exactly at the boundary): at most
+one coarse window's worth of fine ones per edge.
 
 A series both sides know (same metric, labels and kind) becomes one series
 whose windows are the older side's followed by the recent side's; a series
@@ -90,11 +94,13 @@ class CombinedSource:
         self, method: str, refs: Sequence[SeriesRef], start_s: float, end_s: float, **hints: Any
     ) -> dict[Hashable, list[Any]]:
         boundary = self.boundary_s()
-        cut = self._coarse_cut(boundary, start_s, hints.get("step_s"))
+        older_end = min(end_s, boundary)
+        head, cut = self._coarse_span(older_end, start_s, hints.get("step_s"))
         result: dict[Hashable, list[Any]] = {ref.key: [] for ref in refs}
         for side, source, lo, hi, args in (
-            ("older", self.older, start_s, min(end_s, cut), hints),
-            ("older", self.older, max(start_s, cut), min(end_s, boundary), {}),  # finest windows up to the boundary
+            ("older", self.older, start_s, min(head, older_end), {}),  # finest windows from the start
+            ("older", self.older, max(start_s, head), min(cut, older_end), hints),  # whole coarse windows
+            ("older", self.older, max(start_s, head, cut), older_end, {}),  # finest windows up to the boundary
             ("recent", self.recent, max(start_s, boundary), end_s, hints),
         ):
             if hi <= lo:
@@ -117,10 +123,12 @@ class CombinedSource:
                     result[own[key].key].extend(windows)
         return result
 
-    def _coarse_cut(self, boundary: float, start_s: float, step_s: float | None) -> float:
-        """Where the older side's windows for a read from ``start_s`` must stop so none reaches past ``boundary``."""
+    def _coarse_span(self, end_s: float, start_s: float, step_s: float | None) -> tuple[float, float]:
+        """``(head, cut)``: where the older side's coarse windows for ``[start_s, end_s)`` fit whole."""
         resolution_for = getattr(self.older, "resolution_for", None)
         if resolution_for is None:
-            return boundary
+            return start_s, end_s
         resolution = float(resolution_for(start_s, step_s=step_s))
-        return math.floor(boundary / resolution) * resolution if resolution > 0 else boundary
+        if not resolution > 0:
+            return start_s, end_s
+        return math.ceil(start_s / resolution) * resolution, math.floor(end_s / resolution) * resolution
