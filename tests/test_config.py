@@ -445,6 +445,50 @@ def test_unreadable_files(tmp_path: Path) -> None:
     assert check_config(tmp_path) == [f"{tmp_path}: cannot read the config file: Is a directory"]
 
 
+def test_missing_tls_files_are_named_by_key_path_and_refuse_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trm_otel.cli import main
+
+    cert, key = tmp_path / "server.pem", tmp_path / "server-key.pem"
+    cert.write_text("-")  # only existence is checked here; the handshakes are tests/e2e/test_mtls_e2e.py's
+    key.write_text("-")
+    missing = tmp_path / "clients-ca.pem"
+    tls = f"{{cert_file: {cert}, key_file: {key}, client_ca_file: {missing}}}"
+    lines = [
+        "receivers:",
+        "  otlp:",
+        "    protocols:",
+        f"      grpc: {{endpoint: 127.0.0.1:0, tls: {tls}}}",
+        "      http:",
+        "        endpoint: 127.0.0.1:0",
+        "        tls:",
+        f"          cert_file: {cert}",
+        f"          key_file: {key}",
+        f"          client_ca_file: {missing}",
+        "api:",
+        "  endpoint: 127.0.0.1:0",
+        f"  tls: {{cert_file: {tmp_path}, key_file: {key}, client_ca_file: {missing}}}",
+        f"storage: {{path: {tmp_path / 'data'}}}",
+    ]
+    path = tmp_path / "c.yaml"
+    path.write_text("\n".join(lines) + "\n")
+
+    def at(line: int, key: str) -> str:  # where the key is written
+        return f"{path}:{line}:{lines[line - 1].index(key) + 1}"
+
+    expected = [
+        f"{at(4, 'client_ca_file')}: receivers.otlp.protocols.grpc.tls.client_ca_file: cannot read {missing}: no such file",
+        f"{at(10, 'client_ca_file')}: receivers.otlp.protocols.http.tls.client_ca_file: cannot read {missing}: no such file",
+        f"{at(13, 'cert_file')}: api.tls.cert_file: cannot read {tmp_path}: is a directory",
+        f"{at(13, 'client_ca_file')}: api.tls.client_ca_file: cannot read {missing}: no such file",
+    ]
+    assert check_config(path) == expected
+    assert main(["serve", "--config", str(path)]) == 2  # refused before anything listens
+    assert capsys.readouterr().err.splitlines() == [f"trm-otel: invalid configuration in {path}:", *expected]
+    assert not (tmp_path / "data").exists()
+
+
 def test_yaml_syntax_error_is_one_problem_with_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("api:\n  endpoint: a: b\n")

@@ -22,7 +22,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import field_validator
 
 from trm_otel.config_types import StrictModel
 
@@ -34,13 +34,13 @@ class TlsSettings(StrictModel):
     key_file: Path
     client_ca_file: Path | None = None
 
-    @model_validator(mode="after")
-    def _readable(self) -> TlsSettings:
-        for key in ("cert_file", "key_file", "client_ca_file"):
-            path = getattr(self, key)
-            if path is not None and not path.is_file():
-                raise ValueError(f"{key}: cannot read {path}: no such file")
-        return self
+    # Checked per field, so a problem is reported at the key itself (``api.tls.client_ca_file``).
+    @field_validator("cert_file", "key_file", "client_ca_file")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"cannot read {path}: {'is a directory' if path.is_dir() else 'no such file'}")
+        return path
 
 
 class ServerTls:

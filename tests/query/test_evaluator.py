@@ -369,17 +369,74 @@ def test_a_statistic_that_does_not_apply_is_refused_at_its_column(query: str, me
     assert source.reads == []
 
 
-def test_a_selection_of_mixed_kinds_is_refused() -> None:
+def test_an_apps_own_span_metrics_beside_the_span_series_answer_from_the_span_series() -> None:
+    # An app set up with configure(otlp_endpoint=<daemon>) exports its spans (the latency series) and
+    # its SDK's own traces.span.metrics.duration histogram and calls counter under the same names.
+    source = latency_source()
+    for name, status in (("GET /cart", OK), ("POST /pay", OK), ("POST /pay", ERROR)):
+        labels = endpoint(name, status)
+        source.add("histogram", DURATION_METRIC, labels, {T - 60: (90, 9000.0), T - 10: (70, 7000.0)})
+        source.add("sum", CALLS_METRIC, labels, {T - 60: 90.0, T - 10: 70.0})
+    plain = Evaluator(latency_source())
+    evaluator = Evaluator(source)
+    query = f'p95({DURATION_METRIC}{{service.name="shop"}}[5m])'
+    (sample,) = evaluator.instant(query, T)
+    everything = values_in(CART, T - 300, T) + values_in(PAY_OK, T - 300, T) + values_in(PAY_ERR, T - 300, T)
+    everything += values_in(OLD, T - 300, T)
+    assert sample == Sample({}, T, histogram(everything).quantile(0.95))
+    assert [what for what, _, _ in source.reads] == ["latency"]  # the reported series are not read
+    for query in (
+        f"p95({DURATION_METRIC}[1m]) by (span.name)",
+        f"count({DURATION_METRIC}[1m]) by (status.code)",
+        f"rate({CALLS_METRIC}[1m])",
+        f"error_rate({CALLS_METRIC}[1m]) by (span.name)",
+        f'apdex({DURATION_METRIC}{{span.name="POST /pay"}}[1m], 100)',
+    ):
+        assert evaluator.instant(query, T) == plain.instant(query, T), query
+        assert evaluator.range(query, T - 60, T, 10) == plain.range(query, T - 60, T, 10), query
+    # Only the series answered from count towards the series limit (4 latency + 3 reported match).
+    assert Evaluator(source, limits=Limits(max_series=4)).instant(f"count({CALLS_METRIC})", T) == [Sample({}, T, 18.0)]
+    # A statistic is checked against the latency kind.
+    with pytest.raises(QueryError) as caught:
+        evaluator.instant(f"last({DURATION_METRIC})", T)
+    assert str(caught.value).startswith(f"1:1: last does not apply to '{DURATION_METRIC}', a latency series")
+
+
+def test_reported_series_alone_still_answer_as_their_own_kind() -> None:
     source = latency_source()
     source.add("histogram", DURATION_METRIC, {"service.name": "collector"}, {T - 10: (1, 1.0)})
+    evaluator = Evaluator(source)
+    assert evaluator.instant(f"count({DURATION_METRIC})", T) == Evaluator(latency_source()).instant(
+        f"count({DURATION_METRIC})", T
+    )
+    found = evaluator.instant(f'count({DURATION_METRIC}{{service.name="collector"}})', T)
+    assert found == [Sample({}, T, 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("series", "kinds"),
+    [
+        ((("gauge", 3.0), ("sum", 4.0)), "gauge, sum"),
+        ((("histogram", (2, 5.0)), ("gauge", 3.0)), "gauge, histogram"),
+        ((("sum", 4.0), ("histogram", (2, 5.0)), ("gauge", 3.0)), "gauge, histogram, sum"),
+    ],
+)
+def test_a_selection_of_mixed_kinds_without_latency_is_refused_naming_the_kinds(
+    series: tuple[tuple[SeriesKind, object], ...], kinds: str
+) -> None:
+    source = FixedSourceWithSums()
+    for i, (kind, value) in enumerate(series):
+        source.add(kind, "jobs.queued", {"service.name": f"svc{i}"}, {T - 10: value})
     with pytest.raises(QueryError) as caught:
-        Evaluator(source).instant(f"count({DURATION_METRIC})", T)
+        Evaluator(source).instant("count(jobs.queued)", T)
     assert str(caught.value) == (
-        f"1:7: '{DURATION_METRIC}' selects series of several kinds (histogram, latency); "
+        f"1:7: 'jobs.queued' selects series of several kinds ({kinds}); "
         "add label matchers so the selector picks one kind"
     )
-    found = Evaluator(source).instant(f'count({DURATION_METRIC}{{service.name="collector"}})', T)
-    assert found == [Sample({}, T, 1.0)]
+    assert source.reads == []
+    # Narrowed to one kind, it answers.
+    stat = {"gauge": "last", "sum": "sum", "histogram": "count"}[series[0][0]]
+    assert len(Evaluator(source).instant(f'{stat}(jobs.queued{{service.name="svc0"}})', T)) == 1
 
 
 def test_other_tenants_see_nothing() -> None:
@@ -499,6 +556,27 @@ def test_memory_labels_scalars_and_meter_latency(memory: Memory) -> None:
     assert metered.instant(f"count({CALLS_METRIC})", T) == [Sample({}, T, 1.0)]
     found = metered.instant(f"max({METER_LATENCY_METRIC}) by (span.name)", T)
     assert found == [Sample({"span.name": "GET /cart"}, T, 300.0)]
+
+
+def test_memory_an_apps_reported_span_metrics_defer_to_the_daemons_span_series() -> None:
+    # What the daemon holds for an app configured with otlp_endpoint=<daemon>: its spans, in the
+    # aggregator, and its SDK's own histogram and counter of the same names, in the scalar store.
+    aggregator = LatencyAggregator(window_s=10, history_s=3600, clock=lambda: T)
+    durations = np.array([10.0, 20.0, 30.0, 40.0, 900.0])
+    aggregator.add_spans(spans(["GET /cart"] * 5, T - np.array([5.0, 15.0, 25.0, 35.0, 45.0]), durations, np.zeros(5)))
+    plain = Evaluator(MemorySource(aggregator, ScalarSeriesStore(window_s=10, clock=lambda: T)))
+    scalars = ScalarSeriesStore(window_s=10, clock=lambda: T)
+    labels = (("span.name", "GET /cart"), ("span.kind", "SPAN_KIND_SERVER"), ("status.code", OK))
+    scalars.record_histogram((DURATION_METRIC, "shop", labels), int((T - 5) * 1e9), 5, float(durations.sum()))
+    scalars.record_sum((CALLS_METRIC, "shop", labels), int((T - 5) * 1e9), 5.0)
+    source = MemorySource(aggregator, scalars)
+    assert {ref.kind for ref in source.select(DURATION_METRIC, [])} == {"latency", "histogram"}
+    evaluator = Evaluator(source)
+    query = f'p95({DURATION_METRIC}{{service.name="shop"}}[5m])'
+    (sample,) = evaluator.instant(query, T)
+    assert sample == Sample({}, T, histogram(durations).quantile(0.95))
+    assert evaluator.instant(query, T) == plain.instant(query, T)
+    assert evaluator.instant(f"count({CALLS_METRIC}[5m])", T) == [Sample({}, T, 5.0)]  # each span once
 
 
 def test_memory_overflow_series_label_is_lowercase_true() -> None:

@@ -30,6 +30,12 @@ statistic applies to which kind of series is
 :data:`~trm_otel.query.reducers.SUPPORTED`; a mismatch is refused at the
 statistic's column.
 
+Kinds. A selector answers from series of one kind. When it matches span
+latency series and series of other kinds under the same name (an app
+exporting its own ``traces.span.metrics.duration`` histogram alongside its
+spans), the latency series answer and the others are ignored; see
+:func:`_one_kind`. Any other mix is refused with the kinds it found.
+
 Histogram-kind series (non-latency histograms received by OTLP) give their
 per-window *count* through ``scalar_windows``; their ``sum`` and ``avg``
 also need per-window sums, read from the optional
@@ -187,7 +193,7 @@ class Evaluator:
     # ----------------------------------------------------------- evaluation
 
     def _evaluate(self, query: Query, times: np.ndarray, range_s: float) -> list[_Result]:
-        refs = self.source.select(query.metric, query.matchers, self.tenant)
+        refs = _one_kind(query, self.source.select(query.metric, query.matchers, self.tenant))
         if len(refs) > self.limits.max_series:
             raise QueryError(
                 f"the selector matches {len(refs)} series, over the limit of {self.limits.max_series} per query; "
@@ -239,16 +245,8 @@ class Evaluator:
         ]
 
     def _kind(self, query: Query, refs: Sequence[SeriesRef]) -> SeriesKind:
-        """The one kind of the selected series, checked against the statistic."""
-        kinds = sorted({ref.kind for ref in refs})
-        if len(kinds) > 1:
-            raise QueryError(
-                f"'{query.metric}' selects series of several kinds ({', '.join(kinds)}); "
-                "add label matchers so the selector picks one kind",
-                query.selector_at[1],
-                query.selector_at[0],
-            )
-        kind: SeriesKind = kinds[0]
+        """The one kind of the selected series (see :func:`_one_kind`), checked against the statistic."""
+        kind: SeriesKind = refs[0].kind
         allowed = SUPPORTED[kind]
         if ("pNN" if query.quantile is not None else query.stat) not in allowed:
             names = [("p50/p95/p99/pNN" if name == "pNN" else name) for name in allowed]
@@ -285,6 +283,37 @@ class Evaluator:
         return lambda labels: slo.for_endpoint(
             labels.get("service.name", ""), labels.get("span.name", "")
         ).apdex_threshold_ms
+
+
+def _one_kind(query: Query, refs: list[SeriesRef]) -> list[SeriesRef]:
+    """The selected series a query answers from: all of one kind, else refused.
+
+    When the selection mixes the latency kind with other kinds, only the
+    latency series are kept. The latency series are the daemon's own view of
+    the spans it received (its span-derived ``traces.span.metrics.*``
+    series). The other kinds under the same name are a metric an application
+    reported itself: an app set up with ``configure(otlp_endpoint=...)``
+    exports its SDK's ``traces.span.metrics.duration`` histogram as well as
+    its spans, so that metric duplicates, from the same spans, what the
+    latency series already hold. Answering from the latency series gives
+    every statistic the latency series support and counts each request once.
+    A selector whose matchers pick only the reported series still reads
+    them, as their own kind.
+
+    Any other mix (a gauge and a sum of the same name, say) has no series
+    that is clearly the right one, so it is refused, naming the kinds found.
+    """
+    kinds = sorted({ref.kind for ref in refs})
+    if len(kinds) <= 1:
+        return refs
+    if "latency" in kinds:
+        return [ref for ref in refs if ref.kind == "latency"]
+    raise QueryError(
+        f"'{query.metric}' selects series of several kinds ({', '.join(kinds)}); "
+        "add label matchers so the selector picks one kind",
+        query.selector_at[1],
+        query.selector_at[0],
+    )
 
 
 def _latency_members(
