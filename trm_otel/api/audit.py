@@ -8,7 +8,12 @@ records every request that changes something (any method but GET/HEAD/
 OPTIONS, whatever the outcome) and every refused read: 401, 403, and 404
 on a route that names an object (an id of another tenant looks exactly
 like an unknown id, and both are worth seeing). The action is the route
-template (``PUT /api/v1/dashboards/{uid}``), the target its parameters.
+template (``PUT /api/v1/dashboards/{uid}``), the target its parameters
+followed, for a change that succeeded, by the scalar fields of its JSON
+answer that the parameters do not already say: what a POST made
+(``silenceID=…``, ``uid=…, version=1``), the version a PUT wrote, how
+many groups a reload read. Neither the query string nor the request
+body is ever recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -32,6 +38,10 @@ from trm_otel.audit import AuditEntry, AuditLog
 __all__ = ["AuditMiddleware", "audit_routes"]
 
 _READS = ("GET", "HEAD", "OPTIONS")
+#: Bytes of a change's JSON answer kept to name what it made (answers to changes are small).
+_ANSWER_BYTES = 16 * 1024
+#: Longest value of an answer field in a target.
+_VALUE_CHARS = 200
 
 
 class AuditMiddleware:
@@ -45,42 +55,79 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         status = 0
+        changes = scope.get("method", "GET") not in _READS
+        keep = recorded = False
+        answer = bytearray()
+
+        async def record() -> None:
+            nonlocal recorded
+            recorded = True
+            entry = self._entry(scope, status, bytes(answer))
+            if entry is not None:
+                await run_in_threadpool(self.log.record, entry)
 
         async def watch(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, keep
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                content_type = dict(message.get("headers") or []).get(b"content-type", b"")
+                keep = changes and status < 400 and b"json" in content_type
+            elif message["type"] == "http.response.body":
+                if keep:
+                    answer.extend(message.get("body", b""))
+                    keep = len(answer) <= _ANSWER_BYTES
+                    if not keep:
+                        answer.clear()
+                if not message.get("more_body", False) and not recorded:
+                    await record()  # before the answer ends: whoever got it finds it in the trail
             await send(message)
 
         try:
             await self.app(scope, receive, watch)
         finally:
-            entry = self._entry(scope, status)
-            if entry is not None:
-                await run_in_threadpool(self.log.record, entry)
+            if not recorded:  # no (complete) answer: an error, or the client went away
+                await record()
 
-    def _entry(self, scope: dict[str, Any], status: int) -> AuditEntry | None:
+    def _entry(self, scope: dict[str, Any], status: int, answer: bytes = b"") -> AuditEntry | None:
         method = scope.get("method", "GET")
-        action, target, names_object = self._route(scope)
-        refused = status in (401, 403) or (status == 404 and names_object)
+        action, path, params = self._route(scope)
+        refused = status in (401, 403) or (status == 404 and bool(params))
         if method in _READS and not refused:
             return None
         principal = scope.get("state", {}).get("principal")
         actor = principal.name if principal is not None else "anonymous"
         tenant = principal.tenant if principal is not None else "default"
         outcome = "refused" if refused else ("ok" if 0 < status < 400 else "failed")
+        fields = [(k, str(v)) for k, v in params.items()]
+        if outcome == "ok":
+            said = {v for _, v in fields}
+            fields += [(k, v) for k, v in _answer_fields(answer) if v not in said]
+        target = ", ".join(f"{k}={v}" for k, v in fields) or path
         return AuditEntry(time.time(), actor, tenant, action, target, outcome, status)
 
-    def _route(self, scope: dict[str, Any]) -> tuple[str, str, bool]:
+    def _route(self, scope: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        """The action (method and route template), the template, and the path parameters."""
         method = scope.get("method", "GET")
         for route in self.routes_of().routes:
             if isinstance(route, Route):
                 match, child = route.matches(scope)
                 if match == Match.FULL:
-                    params = child.get("path_params", {})
-                    target = ", ".join(f"{k}={v}" for k, v in params.items()) or route.path
-                    return f"{method} {route.path}", target, bool(params)
-        return f"{method} {scope.get('path', '')}", scope.get("path", ""), False
+                    return f"{method} {route.path}", route.path, dict(child.get("path_params", {}))
+        return f"{method} {scope.get('path', '')}", scope.get("path", ""), {}
+
+
+def _answer_fields(answer: bytes) -> list[tuple[str, str]]:
+    """The top-level scalar fields of a JSON object answer (``uid``, ``version``, ``silenceID``), in order."""
+    if not answer:
+        return []
+    try:
+        data = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(data, dict):
+        return []
+    return [(str(k), (v if isinstance(v, str) else orjson.dumps(v).decode())[:_VALUE_CHARS])
+            for k, v in data.items() if isinstance(v, (str, int, float, bool))]
 
 
 def audit_routes(log: AuditLog) -> list[Route]:
