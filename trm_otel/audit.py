@@ -29,8 +29,8 @@ class AuditEntry:
     time_s: float
     actor: str
     tenant: str
-    action: str  # "POST /api/v1/silences", "auth.refused", "rules.reload", ...
-    target: str  # what it acted on ("id=…", "uid=…"), or the path
+    action: str  # "POST /api/v1/silences", "rules.reload", ...
+    target: str  # path parameters, then what a success made ("silenceID=…", "uid=…, version=2")
     outcome: str  # "ok", "refused", "failed"
     status: int = 0  # the HTTP status, when there is one
 

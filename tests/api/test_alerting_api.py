@@ -130,3 +130,20 @@ def test_notifications_log_is_listed(setup: tuple[TestClient, AlertingService]) 
     client, _ = setup
     assert client.get("/api/v1/notifications").json() == {"notifications": []}
     assert np.isfinite(NOW)
+
+
+@pytest.mark.parametrize("method, path", [
+    ("PUT", "/api/v1/rules/api-made"), ("DELETE", "/api/v1/rules/api-made"), ("POST", "/api/v1/rules/reload"),
+    ("POST", "/api/v1/alerts/0000/ack"), ("POST", "/api/v1/silences"), ("GET", "/api/v1/silences/x"),
+    ("DELETE", "/api/v1/silences/x"),
+])
+def test_changes_refuse_query_parameters_and_change_nothing(
+    setup: tuple[TestClient, AlertingService], method: str, path: str
+) -> None:
+    """``?dry_run=1`` (or any typo) must not pass for accepted: the change is refused before it is made."""
+    client, _ = setup
+    group = {"rules": [{"alert": "Slow", "expr": "p95(traces.span.metrics.duration[5m]) > 100"}]}
+    answer = client.request(method, path, params={"dry_run": "1"}, json=group)
+    assert answer.status_code == 400 and answer.json()["error"].startswith("unknown parameter 'dry_run'")
+    assert [g["name"] for g in client.get("/api/v1/rules").json()["groups"]] == ["shop"]
+    assert client.get("/api/v1/silences").json() == []

@@ -87,6 +87,8 @@ class AlertingHandlers:
         return self.services(principal_of(request).tenant)
 
     async def _guard(self, request: Request, handler: Any) -> Response:
+        """Runs a changing handler: no query parameters (a typo must not pass as accepted), refusals as JSON."""
+        Query.from_items(request.query_params.multi_items(), ())
         try:
             return await handler(request)
         except _Refused as refused:
@@ -215,6 +217,7 @@ class AlertingHandlers:
         return await self._guard(request, handle)
 
     async def get_silence(self, request: Request) -> Response:
+        Query.from_items(request.query_params.multi_items(), ())
         service = self._service(request)
         silence_id = request.path_params["id"]
         try:
@@ -224,6 +227,7 @@ class AlertingHandlers:
         return json_response(silence.to_api_json(service.clock()))
 
     async def delete_silence(self, request: Request) -> Response:
+        Query.from_items(request.query_params.multi_items(), ())
         service = self._service(request)
         silence_id = request.path_params["id"]
         try:
