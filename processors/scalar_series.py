@@ -298,6 +298,11 @@ class ScalarSeriesStore:
             ]
         return sorted(found, key=lambda info: repr(info.key))
 
+    def metric_names(self) -> set[str]:
+        """The names of the metrics with at least one series held."""
+        with self._lock:
+            return {key[0] for key in self._series}
+
     def window_values(self, key: ScalarKey, range_s: float, field: Field = "value") -> tuple[np.ndarray, np.ndarray]:
         """``(window start seconds, values)`` of the windows with data in the last ``range_s``, oldest first.
 

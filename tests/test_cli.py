@@ -75,14 +75,15 @@ def test_check_config_accepts_the_shipped_daemon_configs(
 
 
 def test_check_config_names_the_missing_secrets_of_the_shipped_configs(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = Path(__file__).resolve().parents[1] / "otel-config" / "daemon"
     for names in SHIPPED_ENV.values():
         for name in names:
             monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("TRM_TLS_CERT_FILE", __file__)  # any readable file: only the tokens are missing
-    monkeypatch.setenv("TRM_TLS_KEY_FILE", __file__)
+    tls = make_tls_files(tmp_path)  # only the tokens are missing
+    monkeypatch.setenv("TRM_TLS_CERT_FILE", str(tls.cert_file))
+    monkeypatch.setenv("TRM_TLS_KEY_FILE", str(tls.key_file))
     assert main(["check-config", str(root / "production.yaml")]) == 1
     unset = "is not set (set it, or write ${{env:{0}:-default}})"
     assert [line.split(": ", 1)[1] for line in capsys.readouterr().err.splitlines()] == [

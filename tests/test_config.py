@@ -8,6 +8,9 @@ it must load to.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,8 @@ from trm_otel.config import (
     parse_config,
 )
 from trm_otel.errors import ConfigError
+
+from .alerting.notifiers.servers import make_tls_files
 
 TESTDATA = Path(__file__).parent / "config_testdata"
 DAEMON_CONFIGS = Path(__file__).resolve().parents[1] / "otel-config" / "daemon"
@@ -450,9 +455,8 @@ def test_missing_tls_files_are_named_by_key_path_and_refuse_start_up(
 ) -> None:
     from trm_otel.cli import main
 
-    cert, key = tmp_path / "server.pem", tmp_path / "server-key.pem"
-    cert.write_text("-")  # only existence is checked here; the handshakes are tests/e2e/test_mtls_e2e.py's
-    key.write_text("-")
+    files = make_tls_files(tmp_path)  # the handshakes are tests/e2e/test_mtls_e2e.py's
+    cert, key = files.cert_file, files.key_file
     missing = tmp_path / "clients-ca.pem"
     tls = f"{{cert_file: {cert}, key_file: {key}, client_ca_file: {missing}}}"
     lines = [
@@ -487,6 +491,118 @@ def test_missing_tls_files_are_named_by_key_path_and_refuse_start_up(
     assert main(["serve", "--config", str(path)]) == 2  # refused before anything listens
     assert capsys.readouterr().err.splitlines() == [f"trm-otel: invalid configuration in {path}:", *expected]
     assert not (tmp_path / "data").exists()
+
+
+def test_tls_files_that_are_not_pem_or_do_not_match_are_named_by_key_path_and_refuse_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before, these passed the check and the daemon then failed with "cannot listen ...: Failed to bind".
+    from cryptography.hazmat.primitives import serialization
+
+    from trm_otel.cli import main
+
+    good = make_tls_files(tmp_path)
+    (tmp_path / "other").mkdir()
+    other = make_tls_files(tmp_path / "other")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    encrypted = tmp_path / "encrypted-key.pem"
+    private_key = serialization.load_pem_private_key(good.key_file.read_bytes(), None)
+    encrypted.write_bytes(
+        private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw")
+        )
+    )
+    lines = [
+        "receivers:",
+        "  otlp:",
+        "    protocols:",
+        f"      grpc: {{endpoint: 127.0.0.1:0, tls: {{cert_file: {good.cert_file}, key_file: {good.key_file},"
+        f" client_ca_file: {garbage}}}}}",
+        "      http:",
+        "        endpoint: 127.0.0.1:0",
+        f"        tls: {{cert_file: {good.cert_file}, key_file: {encrypted}}}",
+        "api:",
+        "  endpoint: 127.0.0.1:0",
+        f"  tls: {{cert_file: {good.cert_file}, key_file: {other.key_file}}}",
+        f"storage: {{path: {tmp_path / 'data'}}}",
+    ]
+    path = tmp_path / "c.yaml"
+    path.write_text("\n".join(lines) + "\n")
+
+    def at(line: int, key: str) -> str:
+        return f"{path}:{line}:{lines[line - 1].index(key) + 1}"
+
+    expected = [
+        f"{at(4, 'client_ca_file')}: receivers.otlp.protocols.grpc.tls.client_ca_file: not a PEM certificate: {garbage}"
+        " (no certificate or crl found)",
+        f"{at(7, 'key_file')}: receivers.otlp.protocols.http.tls.key_file: {encrypted} is encrypted with a password,"
+        " which is not supported",
+        f"{at(10, 'key_file')}: api.tls.key_file: does not match cert_file ({good.cert_file})",
+    ]
+    assert check_config(path) == expected
+    assert main(["serve", "--config", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"trm-otel: invalid configuration in {path}:", *expected]
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "ca", "expected"),
+    [
+        ("garbage", "key", None, "api.tls.cert_file: not a PEM certificate: {garbage} (malformed PEM)"),
+        ("key", "key", None, "api.tls.cert_file: not a PEM certificate: {key} (no certificate or crl found)"),
+        ("cert", "cert", None, "api.tls.key_file: not a PEM private key: {cert}"),
+        ("cert", "empty", None, "api.tls.key_file: not a PEM private key: {empty}"),
+        ("cert", "key", "key", "api.tls.client_ca_file: not a PEM certificate: {key} (no certificate or crl found)"),
+        ("cert", "key", "fifo", "api.tls.client_ca_file: cannot read {fifo}: not a regular file"),
+        ("cert", "key", "ca", None),
+    ],
+)
+def test_tls_file_contents_are_checked_when_the_config_loads(
+    tmp_path: Path, cert: str, key: str, ca: str | None, expected: str | None
+) -> None:
+    tls = make_tls_files(tmp_path)
+    files = {"cert": tls.cert_file, "key": tls.key_file, "ca": tls.ca_file, "garbage": tmp_path / "garbage.pem",
+             "empty": tmp_path / "empty.pem", "fifo": tmp_path / "fifo"}
+    files["garbage"].write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    files["empty"].write_text("")
+    os.mkfifo(files["fifo"])  # opening it to read would block start-up
+    settings = {"cert_file": str(files[cert]), "key_file": str(files[key])}
+    if ca is not None:
+        settings["client_ca_file"] = str(files[ca])
+    raw = {"api": {"endpoint": "127.0.0.1:0", "tls": settings}}
+    if expected is None:
+        assert parse_config(raw, source="").api.tls is not None
+        return
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, source="")
+    assert str(caught.value) == expected.format(**{name: str(p) for name, p in files.items()})
+
+
+_UNREADABLE_CHECK = """
+import sys
+from trm_otel.config import ConfigError, parse_config
+raw = {"api": {"endpoint": "127.0.0.1:0", "tls": {"cert_file": sys.argv[1], "key_file": sys.argv[2]}}}
+try:
+    parse_config(raw, source="")
+except ConfigError as err:
+    print(err)
+"""
+
+
+def test_an_unreadable_tls_file_is_a_config_error(tmp_path: Path) -> None:
+    tls = make_tls_files(tmp_path)
+    tls.key_file.chmod(0)
+    command = [sys.executable, "-c", _UNREADABLE_CHECK, str(tls.cert_file), str(tls.key_file)]
+    try:
+        tls.key_file.read_bytes()
+        # Root reads files whatever their mode: check in a process without the capabilities that allow it.
+        caps = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *command]
+    except PermissionError:
+        pass
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == f"api.tls.key_file: cannot read {tls.key_file}: permission denied", done.stderr
 
 
 def test_yaml_syntax_error_is_one_problem_with_line_and_column(tmp_path: Path) -> None:

@@ -37,8 +37,8 @@ from trm_otel.api.audit import AuditMiddleware
 from trm_otel.api.auth import Authenticator, AuthMiddleware
 from trm_otel.api.hardening import HardeningMiddleware
 from trm_otel.audit import AuditEntry, AuditLog
+from trm_otel.asgi_instrument import span_details
 from trm_otel.asgi_server import EmbeddedServer
-from trm_otel.asgi_spans import route_span_details
 from trm_otel.config import DaemonConfig
 from trm_otel.dashboards.service import DashboardService, known_tenants
 from trm_otel.dashboards.store import DATABASE_NAME as DASHBOARDS_DATABASE, DashboardStore
@@ -303,7 +303,10 @@ class Daemon:
             server = EmbeddedServer(app, http_settings.endpoint, name="otlp-http", **_tls_options(http_settings.tls))
             port = await server.start()
             self._servers.append(server)
-            self.endpoints["otlp_http"] = self._announce("OTLP/HTTP receiver", http_settings.endpoint, port)
+            http_scheme = "https://" if http_settings.tls else "http://"
+            self.endpoints["otlp_http"] = self._announce(
+                "OTLP/HTTP receiver", http_settings.endpoint, port, scheme=http_scheme
+            )
         self._self_tracer, self._self_meter = self._self_instrumentation()
         self.audit = AuditLog(self.data_dir / AUDIT_DATABASE, retention_s=self.config.audit.retention)
         self.alerting = AlertingTenants(
@@ -313,6 +316,7 @@ class Daemon:
             scalars_of=lambda tenant: self.tenants.get(tenant).series,
             slo=self.latency_config.slo,
             tenants=tuple(sorted({t.tenant for t in self.config.auth.all_tokens()})),
+            on_change=self.stream.publish_alerts,  # a tenant's alert summary, to its open dashboards only
         )
         self.dashboards = DashboardService(
             DashboardStore(self.data_dir / DASHBOARDS_DATABASE), self.query_source, slo=self.latency_config.slo
@@ -343,11 +347,13 @@ class Daemon:
             rate_limit=self.config.api.rate_limit,
         )
         audited = AuditMiddleware(AuthMiddleware(hardened, self.authenticator), self.audit, lambda: api)
+        # Outermost, so answers of the auth, hardening and audit layers (401, 413, 429) are traced too:
+        # instrument_asgi(api) would sit inside them. Spans are named as instrument_asgi names them.
         traced_api = OpenTelemetryMiddleware(
             audited,
             tracer_provider=self._self_tracer,
             meter_provider=self._self_meter,
-            default_span_details=route_span_details(api),
+            default_span_details=span_details(api),
             exclude_spans=["receive", "send"],
         )
         api_server = EmbeddedServer(traced_api, self.config.api.endpoint, name="api", **_tls_options(self.config.api.tls))

@@ -31,8 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from trm_otel.asgi_instrument import span_details
 from trm_otel.asgi_server import EmbeddedServer
-from trm_otel.asgi_spans import route_span_details
 
 __all__ = ["DEMO_SERVICE", "build_shop", "run_traffic", "serve_shop"]
 
@@ -98,7 +98,7 @@ def build_shop(tracer_provider: TracerProvider, *, seed: int | None = None) -> O
     return OpenTelemetryMiddleware(
         app,
         tracer_provider=tracer_provider,
-        default_span_details=route_span_details(app),
+        default_span_details=span_details(app),
         exclude_spans=["receive", "send"],
     )
 

@@ -112,6 +112,11 @@ class TenantsSource:
             for ref in self._source(tenant).select(metric, matchers, tenant)
         ]
 
+    def metric_names(self, tenant: str = DEFAULT_TENANT) -> set[str]:
+        """The metrics the tenant's own source can list (none if it cannot)."""
+        method = getattr(self._source(tenant), "metric_names", None)
+        return set(method(tenant)) if method is not None else set()
+
     def latency_windows(
         self, refs: Sequence[SeriesRef], start_s: float, end_s: float, *, step_s: float | None = None
     ) -> dict[Hashable, Any]:

@@ -417,7 +417,7 @@ def test_unknown_paths_are_404_json(api: TestClient, path: str) -> None:
 @pytest.mark.parametrize(
     "path",
     ["/healthz", "/readyz", "/api/v1/health", "/api/v1/services", "/api/v1/latency",
-     "/api/v1/bottlenecks", "/api/v1/trends", "/metrics"],
+     "/api/v1/bottlenecks", "/api/v1/trends", "/metrics", "/api/v1/label/service.name/values"],
 )  # fmt: skip
 def test_other_methods_are_405_json_with_allow(api: TestClient, method: str, path: str) -> None:
     response = api.request(method, path)

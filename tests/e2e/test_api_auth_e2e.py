@@ -43,7 +43,8 @@ def test_probes_need_no_token(daemon: DaemonProcess) -> None:
     assert call(daemon, "GET", "/readyz").status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/api/v1/services", "/api/v1/alerts", "/metrics", "/api/v1/silences"])
+@pytest.mark.parametrize("path", ["/api/v1/services", "/api/v1/alerts", "/metrics", "/api/v1/silences",
+                                  "/api/v1/label/service.name/values"])
 def test_no_or_wrong_token_is_401(daemon: DaemonProcess, path: str) -> None:
     missing = call(daemon, "GET", path)
     assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
@@ -54,6 +55,7 @@ def test_no_or_wrong_token_is_401(daemon: DaemonProcess, path: str) -> None:
 
 def test_roles(daemon: DaemonProcess) -> None:
     assert call(daemon, "GET", "/api/v1/alerts", VIEWER).status_code == 200
+    assert call(daemon, "GET", "/api/v1/label/service.name/values", VIEWER).json()["status"] == "success"
     refused = call(daemon, "POST", "/api/v1/silences", VIEWER, json=SILENCE)
     assert refused.status_code == 403 and "needs editor" in refused.json()["error"]
     assert call(daemon, "POST", "/api/v1/silences", EDITOR, json=SILENCE).status_code == 200

@@ -67,7 +67,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonPro
             alerts = httpx.get(f"{process.api_url}/api/v1/alerts", headers=a).json()["alerts"]
             time.sleep(0.2)
         assert alerts, "tenant A's rule should fire on its own spans"
-        objects = {"id": silence, "group": "a-rules", "uid": "a-dash", "fingerprint": alerts[0]["fingerprint"]}
+        objects = {"id": silence, "group": "a-rules", "uid": "a-dash", "fingerprint": alerts[0]["fingerprint"],
+                   "name": "service.name"}
         yield process, objects
 
 
@@ -88,7 +89,10 @@ def test_another_tenant_sees_and_changes_nothing(daemon: tuple[DaemonProcess, di
     if method in ("POST", "PUT"):
         body = {"json": DASHBOARD if "dashboards" in path else GROUP if "rules" in path else
                 {"by": "b"} if "ack" in path else SILENCE}
-    answer = httpx.request(method, url, headers=b, timeout=30, params={"range": "1h"}, **body)
+    params = {"range": "1h"}
+    if path == "/api/v1/label/{name}/values":  # Prometheus-shaped: no range, and tenant A's service as a selector
+        params = {"match[]": '{service.name="svc-a"}'}
+    answer = httpx.request(method, url, headers=b, timeout=30, params=params, **body)
     assert answer.status_code < 500, answer.text
     text = answer.text
     # whatever it answered, nothing of A is in it
@@ -97,7 +101,9 @@ def test_another_tenant_sees_and_changes_nothing(daemon: tuple[DaemonProcess, di
             continue  # an answer may repeat what B itself sent ("no silence with id '...'")
         assert secret not in text, f"{method} {path} showed {secret!r} to tenant B: {text[:300]}"
     creates_own = method == "PUT" and path == "/api/v1/rules/{group}"  # create-or-replace in B's own tenant
-    if "{" in path and method != "POST" and not creates_own:
+    if path == "/api/v1/label/{name}/values":  # a label name is no object of A's: B reads its own (empty) values
+        assert answer.status_code == 200 and answer.json() == {"status": "success", "data": []}, text[:300]
+    elif "{" in path and method != "POST" and not creates_own:
         assert answer.status_code in (404, 400), f"{method} {path}: {answer.status_code} {text[:200]}"
 
 
@@ -109,6 +115,8 @@ def test_tenant_a_still_has_everything(daemon: tuple[DaemonProcess, dict[str, st
     assert httpx.get(f"{process.api_url}/api/v1/dashboards/a-dash", headers=a).json()["title"] == "A's dashboard"
     groups = httpx.get(f"{process.api_url}/api/v1/rules", headers=a).json()["groups"]
     assert [(g["name"], [r["name"] for r in g["rules"]]) for g in groups] == [("a-rules", ["BusyA"])]
+    services = httpx.get(f"{process.api_url}/api/v1/label/service.name/values", headers=a).json()["data"]
+    assert "svc-a" in services
 
 
 def test_the_event_stream_carries_only_the_callers_tenant(daemon: tuple[DaemonProcess, dict[str, str]]) -> None:

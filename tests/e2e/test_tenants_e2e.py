@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,12 +153,16 @@ def test_tls_on_grpc_http_and_the_api(tmp_path: Path, monkeypatch: pytest.Monkey
         send(HttpSpanExporter(endpoint=f"https://localhost:{http_port}/v1/traces",
                               certificate_file=str(files.ca_file)), "tls-http", 2)
         api_port = process.api_url.rsplit(":", 1)[1]
+        trust = ssl.create_default_context(cafile=str(files.ca_file))  # httpx 0.28 deprecates verify=<path>
         deadline = time.monotonic() + 10
         found: dict[str, int] = {}
         while time.monotonic() < deadline and len(found) < 2:
-            answer = httpx.get(f"https://localhost:{api_port}/api/v1/services", verify=str(files.ca_file), timeout=5)
+            answer = httpx.get(f"https://localhost:{api_port}/api/v1/services", verify=trust, timeout=5)
             found = {s["name"]: s["count"] for s in answer.json()["services"]}
             time.sleep(0.1)
         assert found == {"tls-grpc": 3, "tls-http": 2}
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://localhost:{api_port}/api/v1/services", timeout=5)  # plain text is refused
+        listening = [line.split(" listening on ", 1)[1] for line in process.log if " listening on " in line]
+        assert listening == [process.grpc_endpoint, f"https://{process.addresses['http']}",
+                             f"https://{process.addresses['api']}"]

@@ -189,6 +189,13 @@ def build_fake_app(hub: StreamHub | None = None) -> tuple[Starlette, FakeState]:
     async def services(request: Request) -> Response:
         return JSONResponse({"services": [{"name": s} for s in state.services], "range_s": 300})
 
+    async def label_values(request: Request) -> Response:
+        """Prometheus-shaped, like the daemon's: service names, or the other labels' synthetic values."""
+        name = request.path_params["name"]
+        with state.lock:
+            found = list(state.services) if name == "service.name" else list(_OTHER_LABELS.get(name, []))
+        return JSONResponse({"status": "success", "data": sorted(found)})
+
     async def add_service(request: Request) -> Response:
         name = (await request.json())["name"]
         with state.lock:
@@ -204,6 +211,7 @@ def build_fake_app(hub: StreamHub | None = None) -> tuple[Starlette, FakeState]:
         Route("/api/v1/dashboards/{uid}/export", export, methods=["GET"]),
         Route("/api/v1/dashboards/{uid}/panels/{pid:int}/data", data, methods=["GET"]),
         Route("/api/v1/services", services, methods=["GET"]),
+        Route("/api/v1/label/{name}/values", label_values, methods=["GET"]),
         Route("/_fake/services", add_service, methods=["POST"]),
         *ui_routes(state.hub),
     ]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 
 from .browser import UiServer, fetches, open_dashboard, panels, wait_until
 
@@ -116,9 +118,34 @@ def test_choosing_a_variable_value_refetches_with_it(ui_server: UiServer, page: 
     throughput = page.evaluate("(document.querySelector('[data-panel-id=\"3\"] .chart').data || []).map(t => t.name)")
     assert throughput == ["shop"]
 
+    # The choices come from the server's label values, not from what the panels returned: a service that
+    # starts sending now shows in the list after a reload, though every panel still shows only shop.
+    newcomer = f"new-{uuid.uuid4().hex[:6]}"
+    ui_server.send_spans(newcomer)
+    deadline = time.monotonic() + 20
+    while newcomer not in ui_server.api("GET", "/api/v1/label/service.name/values").json()["data"]:
+        assert time.monotonic() < deadline, f"{newcomer} never reached the daemon"
+        time.sleep(0.2)
+    page.route("**/api/v1/services*", lambda route: route.abort())  # the old fallback would list it too
+    open_dashboard(page, ui_server, "performance", "range=5m&refresh=off&var-service=shop")
+    returned = page.evaluate("() => [...document.querySelectorAll('[data-panel-id] .chart')]"
+                             ".flatMap(c => (c.data || []).map(t => t.name))")
+    assert newcomer not in returned and "shop" in returned
+    picker.locator("summary").click()
+    offered = wait_until(page, "name => { const boxes = [...document.querySelectorAll("
+                               "\"details[data-variable='service'] input[type=checkbox]\")].map(b => b.value);"
+                               " return boxes.includes(name) && boxes; }", arg=newcomer)
+    assert {"shop", "cart", newcomer} <= set(offered)
+    lookups = page.evaluate("window.trmOtel.lookups")
+    assert lookups and all(x["ok"] for x in lookups), lookups
+    assert lookups[-1]["url"] == "/api/v1/label/service.name/values"
+
 
 def test_query_errors_show_inside_the_panels(ui_server: UiServer, page: Any) -> None:
     open_dashboard(page, ui_server, "performance", "from=now-2x&to=now&refresh=off")
+    # live updates refetch every panel each window: look between two of them
+    wait_until(page, "() => [...document.querySelectorAll('[data-panel-id]')]"
+                     ".every(el => el.dataset.state === 'error')")
     shown = panels(page)
     assert shown and all(p["state"] == "error" for p in shown), shown
     assert all("now-2x" in p["error"] for p in shown), [p["error"] for p in shown]
@@ -266,6 +293,16 @@ def test_export_and_import(ui_server: UiServer, page: Any) -> None:
     page.goto(f"{ui_server.url}/d/services-overview?refresh=off")
     wait_until(page, "document.body.dataset.ready === '1'")
     assert page.locator("#dash-title").inner_text() == "Services"
+    # $route is label_values(traces.span.metrics.calls{service.name=~"$service"}, span.name): looked up with
+    # $service ("All") substituted, as the server substitutes it in the panels' queries
+    routes = wait_until(page, "() => { const s = document.querySelector(\"[data-variable='route'] select\");"
+                              " const v = s ? [...s.options].map(o => o.value) : [];"
+                              " return v.includes('POST /cart') && v; }")
+    assert {"GET /", "POST /cart"} <= set(routes)
+    looked_up = {x["variable"]: x for x in page.evaluate("window.trmOtel.lookups")}
+    assert looked_up["route"]["ok"], looked_up
+    assert parse_qs(urlsplit(looked_up["route"]["url"]).query)["match[]"] == [
+        'traces.span.metrics.calls{service.name=~".*"}']
 
 
 def test_the_page_makes_no_request_to_any_other_host(ui_server: UiServer, page: Any) -> None:
@@ -323,3 +360,43 @@ def test_hovering_one_time_chart_draws_a_crosshair_on_the_others(ui_server: UiSe
     assert page.evaluate("document.querySelector('[data-panel-id=\"3\"] .chart').layout.shapes[0].x0") == at
     page.mouse.move(5, 5)
     wait_until(page, f"() => [3, 4].every(id => ({shapes})(id) === 0)")
+
+
+def test_the_alert_summary_shows_a_rule_firing_live(ui_server: UiServer, page: Any) -> None:
+    if ui_server.kind != "daemon":
+        pytest.skip("the fake API has no alerting")
+    alerts_fetched: list[str] = []
+    page.on("request", lambda request: alerts_fetched.append(request.url) if "/api/v1/alerts" in request.url else None)
+    open_dashboard(page, ui_server, "performance", "range=5m&refresh=off")
+    wait_until(page, "() => !document.querySelector('#alerts').hidden && !!window.trmOtel.alerts")
+    wait_until(page, "() => document.querySelector('#live').dataset.live === 'live'")
+    name = f"UiBusy{uuid.uuid4().hex[:6]}"
+    group = {"interval": "1s", "rules": [{
+        "alert": name, "expr": 'count(traces.span.metrics.duration{service.name="shop"}[1m]) > 0',
+        "labels": {"team": "checkout"}}]}
+    created = ui_server.api("PUT", f"/api/v1/rules/{name.lower()}", json=group)
+    assert created.status_code == 200, created.text
+    try:
+        # refresh is off: only the event stream can bring it, within the 10 s a refresh would take
+        shown = wait_until(page, "name => (window.trmOtel.alerts.alerts || []).find(a => a.alertname === name"
+                                 " && a.state === 'firing')", timeout=10, arg=name)
+        assert shown["labels"] == {"alertname": name, "team": "checkout"}
+        assert page.locator("#alerts").get_attribute("data-state") == "firing"
+        count = page.locator("#alerts-count").inner_text()
+        summary = page.evaluate("window.trmOtel.alerts")
+        assert summary["firing"] >= 1 and count == f"{summary['firing']} firing · {summary['pending']} pending"
+        assert len(alerts_fetched) == 1  # the initial list; the rest came from the stream
+
+        page.locator("#alerts summary").click()
+        row = page.locator(f"#alert-rows tr:has(th:text-is('{name}'))")
+        row.wait_for(state="visible")
+        assert "team=checkout" in row.inner_text() and row.locator(".alert-state").inner_text() == "firing"
+        assert row.locator("time").get_attribute("datetime") == shown["since"]
+        assert page.get_by_role("group", name="Active alerts").is_visible()
+        page.keyboard.press("Escape")
+        assert not page.locator("#alert-rows").is_visible()
+    finally:
+        ui_server.api("DELETE", f"/api/v1/rules/{name.lower()}")
+    # the rule is gone: its alert resolves, and the summary drops it
+    wait_until(page, "name => !(window.trmOtel.alerts.alerts || []).some(a => a.alertname === name)",
+               timeout=10, arg=name)

@@ -12,6 +12,11 @@ for pending and firing alerts, as Prometheus does) so dashboards and
 queries can count them. The dispatcher ticks every 100 ms; the delivery
 worker sends as soon as something is queued.
 
+When an evaluation changes which alerts are pending, firing or silenced,
+the tenant's summary (:meth:`AlertingService.alerts_summary`) is handed to
+``on_change(tenant, summary)`` (the daemon publishes it on the UI's event
+stream, to that tenant's streams only).
+
 Rules come from ``rule_files`` (read-only through the API; reload with
 :meth:`reload` / SIGHUP) and from the API (stored in SQLite). A reload or
 an API change that does not validate is refused whole with its problems,
@@ -29,7 +34,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +58,8 @@ from trm_otel.query import Evaluator
 from trm_otel.series_source import SeriesSource
 from trm_otel.slo import SloPolicy
 
-__all__ = ["ALERTS_METRIC", "AlertingService", "AlertingTenants", "DATABASE_NAME", "RuleHealth"]
+__all__ = ["ALERTS_METRIC", "MAX_SUMMARY_ALERTS", "AlertingService", "AlertingTenants", "DATABASE_NAME", "OnChange",
+           "RuleHealth"]
 
 _logger = logging.getLogger("trm_otel.alerting")
 
@@ -63,6 +69,12 @@ DEFAULT_TENANT = "default"
 _TICK_S = 0.1
 _GC_INTERVAL_S = 600.0
 _DELIVERY_RETENTION_S = 7 * 86400.0
+#: Alerts listed in a summary at most (the counts are always whole).
+MAX_SUMMARY_ALERTS = 200
+_SUMMARY_STATES = ("firing", "pending", "suppressed")
+
+#: ``on_change(tenant, summary)``: called on the evaluating worker thread; must not block.
+OnChange = Callable[[str, dict[str, Any]], Any]
 
 
 @dataclass
@@ -134,9 +146,12 @@ class AlertingService:
         external_url: str = "",
         clock: Any = time.time,
         tenant: str = DEFAULT_TENANT,
+        on_change: OnChange | None = None,
     ) -> None:
         self.config = config
         self.source = source
+        self.on_change = on_change
+        self._published: tuple[Any, ...] | None = None  # what on_change was last told
         self.slo = slo
         self.scalars = scalars
         self.base_dir = base_dir
@@ -177,6 +192,7 @@ class AlertingService:
         )
         self._rules_lock = threading.RLock()
         self._runs: dict[str, _GroupRun] = {}
+        self._rules_changed = False  # a rule may be gone: retire its alerts even if no group is due
         self._install(self._combined_rules())
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
@@ -242,6 +258,7 @@ class AlertingService:
                 runs[group.name] = run
             self._runs = runs
             self.rules = rules
+            self._rules_changed = True
 
     def _receiver_problems(self, rules: LoadedRules) -> list[tuple[str, str]]:
         from trm_otel.alerting.rules import reference_problems
@@ -299,11 +316,12 @@ class AlertingService:
             for run in due:
                 run.next_at = max(run.next_at + run.interval_s, now + run.interval_s * 0.5)
             keys = {_rule_key(run.group, rule) for run in self._runs.values() for rule in run.group.rules}
+            changed, self._rules_changed = self._rules_changed, False
         evaluator = Evaluator(self.source, slo=self.slo, tenant=self.tenant)
         for run in due:
             for rule in run.group.rules:
                 self._evaluate_rule(run, rule, evaluator, now)
-        if due:
+        if due or changed:  # the last group deleted: no group is due, but its alerts must resolve
             self.book.retire_rules(keys, now)
             self._after_evaluation(now)
         return len(due)
@@ -345,6 +363,21 @@ class AlertingService:
         self.dispatcher.sync(
             [(self._as_alert(a), a.receiver) for a in alerts if a.state != "pending"], now
         )
+        self._publish_summary(now)
+
+    def _publish_summary(self, now: float) -> None:
+        """Tell ``on_change`` the summary when the set of alerts or their states differ from last time."""
+        if self.on_change is None:
+            return
+        try:
+            alerts = self.alerts_json(now)
+            signature = tuple(sorted((a["fingerprint"], a["state"]) for a in alerts if a["state"] in _SUMMARY_STATES))
+            if signature == self._published:
+                return
+            self._published = signature
+            self.on_change(self.tenant, _summary(alerts, now))
+        except Exception:  # noqa: BLE001 - the UI's summary must never stop alerting
+            _logger.exception("publishing the alert summary of tenant %r failed", self.tenant)
 
     def _as_alert(self, alert: ActiveAlert) -> Alert:
         return alert.to_alert(self._generator_url(alert.rule))
@@ -459,6 +492,18 @@ class AlertingService:
             })
         return out
 
+    def alerts_summary(self, now: float | None = None) -> dict[str, Any]:
+        """The alerts to show at a glance: counts per state, and each active one (firing first, then oldest).
+
+        ``{"firing": n, "pending": n, "suppressed": n, "alerts": [{"fingerprint", "alertname", "rule",
+        "labels", "state", "since"}], "truncated": n, "time"}``; ``since`` is when it began firing (pending:
+        when it became pending), RFC 3339. Resolved alerts are left out; ``suppressed`` are firing
+        alerts a silence or an inhibition mutes. At most :data:`MAX_SUMMARY_ALERTS` are listed;
+        ``truncated`` says how many more there are.
+        """
+        now = self.clock() if now is None else now
+        return _summary(self.alerts_json(now), now)
+
     def rules_json(self) -> list[dict[str, Any]]:
         with self._rules_lock:
             runs = list(self._runs.values())
@@ -488,8 +533,32 @@ def _rule_key(group: RuleGroup, rule: AlertRule) -> str:
     return f"{group.name}/{rule.alert}"
 
 
+def _summary(alerts: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """:meth:`AlertingService.alerts_summary` of the alerts as ``alerts_json`` lists them."""
+    active = [a for a in alerts if a["state"] in _SUMMARY_STATES]
+    order = {state: i for i, state in enumerate(_SUMMARY_STATES)}
+    active.sort(key=lambda a: (order[a["state"]], a["firedAt"] or a["activeAt"], sorted(a["labels"].items())))
+    listed = [
+        {
+            "fingerprint": a["fingerprint"],
+            "alertname": a["labels"].get("alertname", ""),
+            "rule": a["rule"],
+            "labels": a["labels"],
+            "state": a["state"],
+            "since": a["activeAt"] if a["state"] == "pending" else (a["firedAt"] or a["activeAt"]),
+        }
+        for a in active[:MAX_SUMMARY_ALERTS]
+    ]
+    counts = {state: sum(a["state"] == state for a in active) for state in _SUMMARY_STATES}
+    return {**counts, "alerts": listed, "truncated": max(len(active) - MAX_SUMMARY_ALERTS, 0), "time": rfc3339(now)}
+
+
 class AlertingTenants:
-    """Every tenant's :class:`AlertingService`, over the shared config and database; call it with a tenant."""
+    """Every tenant's :class:`AlertingService`, over the shared config and database; call it with a tenant.
+
+    ``on_change(tenant, summary)`` is given to each tenant's service: it is
+    called with that tenant's name and alerts only.
+    """
 
     def __init__(
         self,
@@ -500,8 +569,10 @@ class AlertingTenants:
         scalars_of: Any,
         slo: SloPolicy | None = None,
         tenants: tuple[str, ...] = (DEFAULT_TENANT,),
+        on_change: OnChange | None = None,
     ) -> None:
         self.config = config
+        self.on_change = on_change
         self.data_dir = data_dir
         self.source = source
         self.scalars_of = scalars_of
@@ -527,6 +598,7 @@ class AlertingTenants:
                 found = AlertingService(
                     self.config, data_dir=self.data_dir, source=self.source, slo=self.slo,
                     scalars=self.scalars_of(tenant), tenant=tenant, external_url=self.external_url,
+                    on_change=self.on_change,
                 )
                 self._services[tenant] = found
                 if self._running:  # created by a request on the running loop

@@ -15,7 +15,9 @@ Routes (the contract is ARCHITECTURE.md, "HTTP API")::
     GET /api/v1/bottlenecks      ?service=&range=15m&limit=10
     GET /api/v1/trends           ?service=&endpoint=&range=1h
     GET /api/v1/query            ?q=&time= | ?q=&start=&end=&step= (Prometheus-shaped; see api.query)
-    GET /metrics                 Prometheus text exposition 0.0.4
+    GET /api/v1/exemplars        ?q=&start=&end=&min_ms=&limit= (see api.exemplars)
+    GET /metrics                 Prometheus text 0.0.4, or OpenMetrics 1.0 with exemplars (see api.exemplars)
+    GET /api/v1/label/{name}/values  ?match[]=&start=&end= (Prometheus-shaped; see api.labels)
 
 Every answer but ``/metrics`` is JSON, errors included: ``{"error": "..."}``
 with 400 for a bad or unknown parameter (the message starts with its name),
@@ -54,10 +56,9 @@ from starlette.routing import Route
 from trm_otel.api.auth import principal_of
 from trm_otel.api.exemplars import exemplar_routes
 from trm_otel.api.params import BadParameter, Query
-from trm_otel.api.prometheus import CONTENT_TYPE, Sample
+from trm_otel.api.prometheus import Sample
 from trm_otel.api.query import QueryRoute
-from trm_otel.api.responses import compressed, error_response, json_response
-from trm_otel.api.scrape import scrape
+from trm_otel.api.responses import error_response, json_response
 from trm_otel.api.services import service_summaries
 from trm_otel.processors.aggregation import LatencyAggregator
 from trm_otel.processors.latency_report import bottleneck_report, latency_views, trend_report
@@ -208,18 +209,6 @@ class _Handlers:
 
         return json_response(await self._compute(answer))
 
-    async def metrics(self, request: Request) -> Response:
-        context = self.context
-        accept_encoding = request.headers.get("accept-encoding", "")
-        aggregator = self._aggregator(request)
-
-        def body() -> tuple[bytes, dict[str, str]]:
-            text = scrape(aggregator, context.slo, context.self_metrics(), context.version)
-            return compressed(text.encode(), accept_encoding)
-
-        content, headers = await self._compute(body)
-        return Response(content, media_type=CONTENT_TYPE, headers=headers)
-
 
 # ------------------------------------------------------------------ errors
 
@@ -261,9 +250,8 @@ def build_api_app(context: ApiContext) -> Starlette:
         Route("/api/v1/bottlenecks", handlers.bottlenecks, methods=get),
         Route("/api/v1/trends", handlers.trends, methods=get),
         Route("/api/v1/query", query.handle, methods=get),
-        Route("/metrics", handlers.metrics, methods=get),
+        *exemplar_routes(context, handlers._compute),  # /api/v1/exemplars and /metrics
     ]
-    routes[:0] = exemplar_routes(context, handlers._compute)  # first: its /metrics also speaks OpenMetrics
     if context.alerting is not None:
         from trm_otel.api.alerting import alerting_routes
 
@@ -280,6 +268,9 @@ def build_api_app(context: ApiContext) -> Starlette:
         from trm_otel.ui import ui_routes
 
         routes += ui_routes(context.stream)
+    from trm_otel.api.labels import label_routes  # GET /api/v1/label/{name}/values (dashboard variables)
+
+    routes += label_routes(context, handlers._compute)
     return Starlette(
         routes=routes,
         exception_handlers={

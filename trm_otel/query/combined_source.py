@@ -74,6 +74,15 @@ class CombinedSource:
             for ref, keys in merged.values()
         ]
 
+    def metric_names(self, tenant: str = "default") -> set[str]:
+        """The union of what each side can list (a side without ``metric_names`` lists nothing)."""
+        names: set[str] = set()
+        for source in (self.older, self.recent):
+            method = getattr(source, "metric_names", None)
+            if method is not None:
+                names.update(method(tenant))
+        return names
+
     def latency_windows(
         self, refs: Sequence[SeriesRef], start_s: float, end_s: float, *, step_s: float | None = None
     ) -> dict[Hashable, list[tuple[float, ExponentialHistogram]]]:

@@ -86,6 +86,16 @@ class MemorySource:
                 refs.append(SeriesRef(info.key, metric, labels, info.kind))
         return refs
 
+    def metric_names(self, tenant: str = "default") -> set[str]:
+        """The metrics ``select`` finds series of: the spanmetrics names once a span series exists, and
+        every scalar metric held (meter latency is left out: it selects the span series' labels too)."""
+        if tenant != self.tenant:
+            return set()
+        names = self.scalars.metric_names()
+        if len(self.aggregator.registry):
+            names.update(_SPAN_METRICS)
+        return names
+
     def _span_series_labels(self) -> list[Mapping[str, str]]:
         """Labels of every span series so far, extended as the registry grows."""
         registry = self.aggregator.registry

@@ -44,6 +44,10 @@ class StorageSource:
         """Series of ``metric`` whose labels satisfy every matcher (this source's tenant unless named)."""
         return self.store.select(self.tenant if tenant is None else tenant, metric, matchers)
 
+    def metric_names(self, tenant: str | None = None) -> set[str]:
+        """The metrics this tenant has stored series of (not part of the ``SeriesSource`` protocol)."""
+        return self.store.metric_names(self.tenant if tenant is None else tenant)
+
     def latency_windows(
         self,
         refs: Sequence[SeriesRef],

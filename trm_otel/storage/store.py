@@ -680,6 +680,14 @@ class Store:
         chosen.sort(key=lambda s: (sorted(s.labels.items()), s.kind))
         return [SeriesRef(key=s.id, metric=metric, labels=dict(s.labels), kind=s.kind) for s in chosen]
 
+    def metric_names(self, tenant: str) -> set[str]:
+        """Every metric ``select`` finds series of for ``tenant`` (``traces.span.metrics.calls`` with the duration)."""
+        with self._lock:
+            names = {metric for (owner, metric), series in self._by_metric.items() if owner == tenant and series}
+        if DURATION_METRIC in names:
+            names.add(CALLS_METRIC)
+        return names
+
     def resolution_for(self, start_s: float, *, step_s: float | None = None, now_s: float | None = None) -> int:
         """The resolution a read starting at ``start_s`` gets by default.
 

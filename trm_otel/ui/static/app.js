@@ -4,7 +4,9 @@
 // server ships from the installed plotly package. Nothing is requested from any
 // other host. What tests read is on window.trmOtel: `fetches` (panel id -> data
 // requests made), `requests` (their URLs), `events` (stream events received),
-// and document.body.dataset.ready = "1" once every panel finished its first load.
+// `lookups` (label_values() variable lookups: {variable, url, ok, error}), `alerts`
+// (the alert summary shown), and document.body.dataset.ready = "1" once every
+// panel finished its first load.
 (function () {
   "use strict";
 
@@ -18,7 +20,7 @@
   const LIVE_DEBOUNCE_MS = 400;
   const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif';
 
-  const T = (window.trmOtel = { fetches: {}, requests: [], events: {}, readyAt: null });
+  const T = (window.trmOtel = { fetches: {}, requests: [], events: {}, lookups: [], readyAt: null });
 
   // plotly.min.js (preloaded by the page) is run here rather than by a <script> tag, so the
   // dashboard and its panel data are fetched while the browser is still compiling it.
@@ -538,7 +540,8 @@
 
   const D = {
     uid: "", saved: null, doc: null, panels: new Map(), editing: false, dirty: false,
-    range: { range: "6h" }, step: "", vars: {}, varOptions: {}, refresh: "off", timer: 0, liveTimer: 0,
+    range: { range: "6h" }, step: "", vars: {}, varOptions: {}, lookedUp: {}, lookupSeq: {}, lookupAt: 0,
+    refresh: "off", timer: 0, liveTimer: 0,
     lastRefreshAt: 0, pendingWhileHidden: false, streamDown: false, editingPanel: null,
   };
 
@@ -575,7 +578,7 @@
     loadAll("initial", true);
     if (!(D.doc.panels || []).length) markReady();
     openStream();
-    discoverServices();
+    loadAlerts();
     if (new URLSearchParams(window.location.search).get("edit") === "1") setEditing(true);
     window.addEventListener("beforeunload", (event) => {
       if (D.dirty) { event.preventDefault(); event.returnValue = ""; }
@@ -682,12 +685,109 @@
   }
 
   // --- variables
+  //
+  // label_values() variables are filled from GET /api/v1/label/{label}/values (match[] = the
+  // variable's selector, other variables' choices substituted in). Only when that lookup fails
+  // do they fall back to the labels of the series panels return (and /api/v1/services).
+
+  const LOOKUP_EVERY_MS = 30000; // live refreshes look the values up again at most this often
+  const REF = String.raw`\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))`;
+  /** Every $name / ${name} in `text` (match objects: [1] or [2] is the name). */
+  const refsIn = (text) => [...text.matchAll(new RegExp(REF, "g"))];
+
+  /** {selector (text or null), label} of a label_values(...) variable; null for any other. */
+  function labelQuery(variable) {
+    const found = /^\s*label_values\s*\(([\s\S]*)\)\s*$/.exec(variable.query || "");
+    if (!found) return null;
+    const args = found[1];
+    const comma = args.lastIndexOf(",");
+    const label = args.slice(comma + 1).trim().replace(/^"|"$/g, "");
+    const selector = comma >= 0 ? args.slice(0, comma).trim() : "";
+    return label ? { selector: selector || null, label } : null;
+  }
 
   function variableLabel(variable) {
-    const found = /^\s*label_values\s*\((.*)\)\s*$/.exec(variable.query || "");
-    if (!found) return null;
-    const args = found[1].split(",");
-    return args[args.length - 1].trim().replace(/^"|"$/g, "");
+    const query = labelQuery(variable);
+    return query ? query.label : null;
+  }
+
+  /** The values variable `name` stands for now: a list, null for "all" without a known list, undefined if unknown. */
+  function chosenValues(name) {
+    const variable = (D.doc.variables || []).find((v) => v.name === name);
+    if (!variable) return undefined;
+    const chosen = D.vars[name] || [];
+    if (chosen.includes(ALL)) return variable.values && variable.values.length ? variable.values.slice() : null;
+    return chosen;
+  }
+
+  const regexEscape = (value) => value.replace(/[\\.^$|?*+()[\]{}]/g, "\\$&");
+  const stringEscape = (value, quote) => (quote === "`" ? value
+    : value.replace(/\\/g, "\\\\").replace(new RegExp(quote, "g"), "\\" + quote).replace(/\n/g, "\\n"));
+
+  /** A string's content with its references replaced, and the matcher operator it needs; null if it cannot be. */
+  function substituteString(body, quote, op) {
+    const refs = refsIn(body);
+    if (!refs.length) return { body, op };
+    const whole = refs.length === 1 && refs[0].index === 0 && refs[0][0].length === body.length;
+    let regex = op === "=~" || op === "!~";
+    let newOp = op;
+    let out = "";
+    let pos = 0;
+    for (const ref of refs) {
+      const values = chosenValues(ref[1] || ref[2]);
+      if (values === undefined || (values !== null && !values.length)) return null;
+      const several = values === null || values.length > 1;
+      if (!regex && several) {
+        if (!whole || quote === "`" || !op) return null;
+        regex = true;
+        newOp = op === "!=" ? "!~" : "=~";
+      }
+      let text;
+      if (!regex) text = values[0];
+      else if (values === null) text = ".*";
+      else if (values.length === 1) text = regexEscape(values[0]);
+      else text = whole ? values.map(regexEscape).join("|") : `(?:${values.map(regexEscape).join("|")})`;
+      if (quote === "`" && text.includes("`")) return null;
+      out += body.slice(pos, ref.index) + stringEscape(text, quote);
+      pos = ref.index + ref[0].length;
+    }
+    return { body: out + body.slice(pos), op: newOp };
+  }
+
+  /** `text` with $name / ${name} replaced by the variables' choices, as the server substitutes them; null if it cannot be. */
+  function substituteVariables(text) {
+    let out = "";
+    let i = 0;
+    while (i < text.length) {
+      const c = text[i];
+      if (c === '"' || c === "'" || c === "`") {
+        let j = i + 1;
+        while (j < text.length && text[j] !== c) j += text[j] === "\\" && c !== "`" ? 2 : 1;
+        const before = out.replace(/\s+$/, "");
+        const op = ["=~", "!~", "!=", "="].find((o) => before.endsWith(o)) || null;
+        const done = substituteString(text.slice(i + 1, j), c, op);
+        if (done === null) return null;
+        if (done.op !== op) out = before.slice(0, before.length - op.length) + done.op + out.slice(before.length);
+        out += c + done.body + c;
+        i = j + 1;
+        continue;
+      }
+      if (c === "$") {
+        const ref = new RegExp(REF, "y");
+        ref.lastIndex = i;
+        const found = ref.exec(text);
+        if (found) {
+          const values = chosenValues(found[1] || found[2]);
+          if (!values || values.length !== 1) return null;
+          out += values[0];
+          i += found[0].length;
+          continue;
+        }
+      }
+      out += c;
+      i += 1;
+    }
+    return out;
   }
 
   function optionsOf(variable) {
@@ -695,47 +795,75 @@
     const add = (value) => { if (value !== ALL && !options.includes(value)) options.push(value); };
     (variable.values || []).forEach(add);
     (variable.options || []).forEach((o) => add(typeof o === "string" ? o : o.value));
-    Array.from(D.varOptions[variable.name] || []).sort().forEach(add);
+    const found = D.lookedUp[variable.name] || D.varOptions[variable.name] || [];
+    Array.from(found).sort().forEach(add);
     (D.vars[variable.name] || []).forEach(add);
     return options;
   }
 
-  function renderVariables(onlyIfClosed) {
+  /** One variable's control: a select, or for multi variables a checkbox popover. */
+  function variableNode(variable) {
+    const label = variable.label || variable.name;
+    const chosen = D.vars[variable.name] || [];
+    const options = optionsOf(variable);
+    const signature = JSON.stringify([options, chosen]);
+    if (variable.multi) {
+      const summary = chosen.includes(ALL) || !chosen.length ? "All" : chosen.join(", ");
+      const boxes = [];
+      const pick = (event) => {
+        // "All" and single values exclude each other: the box just changed decides which one stays.
+        const changed = event.target;
+        let values = boxes.filter((b) => b.checked).map((b) => b.value);
+        if (changed.value === ALL && changed.checked) values = [ALL];
+        else values = values.filter((v) => v !== ALL);
+        if (!values.length && variable.include_all) values = [ALL];
+        setVariable(variable.name, values);
+      };
+      if (variable.include_all) boxes.push(h("input", { type: "checkbox", value: ALL, checked: chosen.includes(ALL), onchange: pick }));
+      for (const option of options) boxes.push(h("input", { type: "checkbox", value: option, checked: chosen.includes(option), onchange: pick }));
+      return h("details", { class: "var-multi", "data-variable": variable.name, "data-options": signature },
+        h("summary", { "aria-label": `${label}: ${summary}` }, h("span", { class: "muted", text: `${label}: ` }), summary),
+        h("div", { class: "popover", role: "group", "aria-label": label },
+          boxes.map((b) => h("label", {}, b, b.value === ALL ? "All" : b.value)),
+          options.length ? null : h("span", { class: "muted", text: "No values seen yet" })));
+    }
+    const select = h("select", {
+      name: `var-${variable.name}`,
+      onchange: () => setVariable(variable.name, [select.value]),
+    },
+    variable.include_all ? h("option", { value: ALL, text: "All" }) : null,
+    options.map((option) => h("option", { value: option, text: option })));
+    select.value = chosen[0] !== undefined ? chosen[0] : variable.include_all ? ALL : options[0] || "";
+    return h("label", { "data-variable": variable.name, "data-options": signature }, label, select);
+  }
+
+  /**
+   * Draw the variables. `soft` (new options arrived): redraw only the controls whose options
+   * changed, keeping an open popover open and the focus where it was; a focused select is
+   * redrawn once it loses focus (redrawing it would close its list under the viewer).
+   */
+  function renderVariables(soft) {
     const box = $("#variables");
-    if (onlyIfClosed && box.querySelector("details[open]")) return;
-    box.replaceChildren(...(D.doc.variables || []).map((variable) => {
-      const label = variable.label || variable.name;
-      const chosen = D.vars[variable.name] || [];
-      const options = optionsOf(variable);
-      if (variable.multi) {
-        const summary = chosen.includes(ALL) || !chosen.length ? "All" : chosen.join(", ");
-        const boxes = [];
-        const pick = (event) => {
-          // "All" and single values exclude each other: the box just changed decides which one stays.
-          const changed = event.target;
-          let values = boxes.filter((b) => b.checked).map((b) => b.value);
-          if (changed.value === ALL && changed.checked) values = [ALL];
-          else values = values.filter((v) => v !== ALL);
-          if (!values.length && variable.include_all) values = [ALL];
-          setVariable(variable.name, values);
-        };
-        if (variable.include_all) boxes.push(h("input", { type: "checkbox", value: ALL, checked: chosen.includes(ALL), onchange: pick }));
-        for (const option of options) boxes.push(h("input", { type: "checkbox", value: option, checked: chosen.includes(option), onchange: pick }));
-        return h("details", { class: "var-multi", "data-variable": variable.name },
-          h("summary", { "aria-label": `${label}: ${summary}` }, h("span", { class: "muted", text: `${label}: ` }), summary),
-          h("div", { class: "popover", role: "group", "aria-label": label },
-            boxes.map((b) => h("label", {}, b, b.value === ALL ? "All" : b.value)),
-            options.length ? null : h("span", { class: "muted", text: "No values seen yet" })));
+    const variables = D.doc.variables || [];
+    if (!soft) {
+      box.replaceChildren(...variables.map(variableNode));
+      return;
+    }
+    for (const variable of variables) {
+      const old = $$("[data-variable]", box).find((el) => el.dataset.variable === variable.name);
+      const node = variableNode(variable);
+      if (!old) { box.append(node); continue; }
+      if (old.dataset.options === node.dataset.options) continue;
+      const focused = old.contains(document.activeElement) ? document.activeElement : null;
+      if (focused && focused.tagName === "SELECT") {
+        focused.addEventListener("blur", () => renderVariables(true), { once: true });
+        continue;
       }
-      const select = h("select", {
-        name: `var-${variable.name}`,
-        onchange: () => setVariable(variable.name, [select.value]),
-      },
-      variable.include_all ? h("option", { value: ALL, text: "All" }) : null,
-      options.map((option) => h("option", { value: option, text: option })));
-      select.value = chosen[0] !== undefined ? chosen[0] : variable.include_all ? ALL : options[0] || "";
-      return h("label", { "data-variable": variable.name }, label, select);
-    }));
+      if (old.tagName === "DETAILS" && old.open) node.open = true;
+      old.replaceWith(node);
+      const same = focused && $$("input", node).find((input) => input.value === focused.value);
+      if (same) same.focus();
+    }
   }
 
   function setVariable(name, values) {
@@ -745,9 +873,51 @@
     const open = $(`details[data-variable="${name}"]`);
     if (open) open.open = true;
     loadAll("variable", true);
+    // variables whose selector names this one list other values now
+    lookupVariables((D.doc.variables || []).filter((v) => {
+      const query = labelQuery(v);
+      return v.name !== name && query && query.selector && refsIn(query.selector).some((r) => (r[1] || r[2]) === name);
+    }));
   }
 
-  /** Values of label_values() variables, from the labels of the series panels return. */
+  /** Look the values of label_values() variables up (all of them by default) on the server. */
+  function lookupVariables(variables) {
+    variables = (variables || D.doc.variables || []).filter(labelQuery);
+    if (!variables.length) return Promise.resolve();
+    D.lookupAt = Date.now();
+    return Promise.all(variables.map(lookupVariable));
+  }
+
+  async function lookupVariable(variable) {
+    const { selector, label } = labelQuery(variable);
+    const seq = (D.lookupSeq[variable.name] = (D.lookupSeq[variable.name] || 0) + 1);
+    const q = new URLSearchParams();
+    const match = selector === null ? null : substituteVariables(selector);
+    let url = null;
+    let failure = null;
+    if (selector !== null && match === null) {
+      failure = `cannot substitute the variables of ${selector}`;
+    } else {
+      if (match !== null) q.append("match[]", match);
+      url = `/api/v1/label/${enc(label)}/values${match !== null ? `?${q}` : ""}`;
+      try {
+        const answer = await api(url);
+        if (seq !== D.lookupSeq[variable.name]) return;
+        D.lookedUp[variable.name] = new Set(answer.data || []);
+      } catch (e) {
+        failure = e.message;
+      }
+    }
+    if (seq !== D.lookupSeq[variable.name]) return;
+    T.lookups.push({ variable: variable.name, url, ok: !failure, error: failure });
+    if (failure) {
+      delete D.lookedUp[variable.name];
+      if (label === "service.name") discoverServices([variable]);
+    }
+    renderVariables(true);
+  }
+
+  /** Fallback: values of label_values() variables whose lookup failed, from the labels of the series panels return. */
   function collectOptions(answer) {
     let added = false;
     for (const variable of D.doc.variables || []) {
@@ -756,15 +926,16 @@
       const seen = D.varOptions[variable.name] || (D.varOptions[variable.name] = new Set());
       for (const s of answer.series || []) {
         const value = (s.labels || {})[label];
-        if (value !== undefined && value !== "" && !seen.has(value)) { seen.add(value); added = true; }
+        if (value !== undefined && value !== "" && !seen.has(value)) {
+          seen.add(value);
+          if (!D.lookedUp[variable.name]) added = true; // else the server's list is what is shown
+        }
       }
     }
     if (added) renderVariables(true);
   }
 
-  async function discoverServices() {
-    const wanted = (D.doc.variables || []).filter((v) => variableLabel(v) === "service.name");
-    if (!wanted.length) return;
+  async function discoverServices(wanted) {
     try {
       const answer = await api("/api/v1/services");
       for (const variable of wanted) {
@@ -773,6 +944,65 @@
       }
       renderVariables(true);
     } catch (e) { /* the list then comes from the panels' series */ }
+  }
+
+  // --- alerts: a compact summary of the tenant's active alerts, kept current by the event stream
+
+  const ALERT_ORDER = { firing: 0, pending: 1, suppressed: 2 };
+  const ALERT_STATE_TEXT = { firing: "firing", pending: "pending", suppressed: "silenced" };
+
+  /** The stream's summary shape ({firing, pending, suppressed, alerts, truncated}) of a GET /api/v1/alerts list. */
+  function alertSummary(alerts) {
+    const active = alerts.filter((a) => a.state in ALERT_ORDER).map((a) => ({
+      fingerprint: a.fingerprint, alertname: (a.labels || {}).alertname || "", rule: a.rule, labels: a.labels || {},
+      state: a.state, since: a.state === "pending" ? a.activeAt : a.firedAt || a.activeAt,
+    }));
+    active.sort((a, b) => ALERT_ORDER[a.state] - ALERT_ORDER[b.state] || String(a.since).localeCompare(String(b.since))
+      || a.alertname.localeCompare(b.alertname));
+    const count = (state) => active.filter((a) => a.state === state).length;
+    return { firing: count("firing"), pending: count("pending"), suppressed: count("suppressed"), alerts: active, truncated: 0 };
+  }
+
+  /** The summary as loaded now: what the stream sends after this only changes it. */
+  async function loadAlerts() {
+    const seq = (D.alertsSeq = (D.alertsSeq || 0) + 1);
+    try {
+      const answer = await api("/api/v1/alerts");
+      if (seq === D.alertsSeq) showAlerts(alertSummary(answer.alerts || []));
+    } catch (e) {
+      if (!D.alerts) $("#alerts").hidden = true; // no alerting on this server (or not for this token)
+    }
+  }
+
+  function showAlerts(summary) {
+    D.alertsSeq = (D.alertsSeq || 0) + 1; // a list still loading is older than this
+    D.alerts = summary;
+    T.alerts = summary;
+    const box = $("#alerts");
+    const firing = summary.firing || 0;
+    const pending = summary.pending || 0;
+    const silenced = summary.suppressed || 0;
+    const parts = [`${firing} firing`, `${pending} pending`];
+    if (silenced) parts.push(`${silenced} silenced`);
+    box.hidden = false;
+    box.dataset.state = firing ? "firing" : pending ? "pending" : "ok";
+    $("#alerts-count").textContent = parts.join(" · ");
+    const status = `Alerts: ${parts.join(", ")}`;
+    const live = $("#alerts-status");
+    if (live.dataset.said !== undefined && live.dataset.said !== status) live.textContent = status; // changes only
+    live.dataset.said = status;
+    const alerts = summary.alerts || [];
+    $("#alert-rows").replaceChildren(...alerts.map((a) => h("tr", { "data-fingerprint": a.fingerprint, "data-state": a.state },
+      h("th", { scope: "row", text: a.alertname || a.rule || "alert" }),
+      h("td", {}, Object.entries(a.labels || {}).filter(([k]) => k !== "alertname")
+        .map(([k, v]) => h("span", { class: "tag", text: `${k}=${v}` }))),
+      h("td", {}, h("span", { class: "alert-state", "data-state": a.state, text: ALERT_STATE_TEXT[a.state] || a.state })),
+      h("td", {}, h("time", { datetime: a.since, text: formatTime(a.since) })))));
+    $("#alert-table").hidden = !alerts.length;
+    $("#alerts-empty").hidden = alerts.length > 0;
+    const more = $("#alerts-more");
+    more.hidden = !summary.truncated;
+    more.textContent = summary.truncated ? `and ${summary.truncated} more (GET /api/v1/alerts lists them all)` : "";
   }
 
   // --- refresh: the picker, a timer, and the live stream
@@ -814,13 +1044,13 @@
     const show = (state, text) => { badge.dataset.live = state; badge.textContent = text; };
     const handlers = {
       hello: () => {
-        if (D.streamDown) scheduleLive("reconnect");
+        if (D.streamDown) { scheduleLive("reconnect"); loadAlerts(); } // alert changes may have been missed
         D.streamDown = false;
         show("live", "Live");
       },
       views: () => scheduleLive("views"),
-      resync: () => scheduleLive("resync"),
-      alerts: (data) => { T.alerts = data; },
+      resync: () => { scheduleLive("resync"); loadAlerts(); },
+      alerts: (data) => { if (data && typeof data === "object") showAlerts(data); },
     };
     const receive = (name, text) => {
       T.events[name] = (T.events[name] || 0) + 1;
@@ -979,6 +1209,8 @@
   function loadAll(reason, force) {
     D.lastRefreshAt = Date.now();
     for (const rec of D.panels.values()) loadPanel(rec, reason, force);
+    // variable values: at load, and again on later refreshes (not too often: new services are rare)
+    if (reason === "initial" || (reason !== "variable" && Date.now() - D.lookupAt >= LOOKUP_EVERY_MS)) lookupVariables();
   }
 
   async function loadPanel(rec, reason, force) {
@@ -1348,7 +1580,7 @@
 
   function setupPopovers() {
     const close = (except) => {
-      for (const details of $$("details.custom-range[open], details.menu[open], details.var-multi[open]")) {
+      for (const details of $$("details.custom-range[open], details.menu[open], details.var-multi[open], details.alerts[open]")) {
         if (details !== except) details.open = false;
       }
     };
