@@ -33,6 +33,7 @@ __all__ = ["MEMORY_QUERY", "STORAGE_QUERY", "Sample", "SoakResult", "run_soak"]
 
 MEMORY_QUERY = 'p95(traces.span.metrics.duration{{service.name=~"{prefix}-.*"}}[1m]) by (span.name)'
 STORAGE_QUERY = 'count(traces.span.metrics.duration{{service.name=~"{prefix}-.*"}}[5m]) by (service.name)'
+STORAGE_QUERY_RANGE_S = 300.0  # the [5m] above
 
 
 @dataclass
@@ -109,9 +110,10 @@ def run_soak(
             if rate_spans_s is None:
                 capacity = measure_capacity(daemon, LoadSpec(prefix="capacity"))
                 rate_spans_s = capacity / 2
-            history_s = parse_duration(history)
-            result = SoakResult(seconds, rate_spans_s, steady_from_s=min(history_s + 15.0, seconds / 2),
-                                capacity=capacity)
+            # Steady once memory holds its whole history and the longest query's range is all data (before
+            # that the [5m] query reads more storage each sample), plus a flush.
+            settled_s = max(parse_duration(history), STORAGE_QUERY_RANGE_S) + 15.0
+            result = SoakResult(seconds, rate_spans_s, steady_from_s=min(settled_s, seconds / 2), capacity=capacity)
             before = pipeline(daemon)
             queries = (MEMORY_QUERY.format(prefix=spec.prefix), STORAGE_QUERY.format(prefix=spec.prefix))
             done = threading.Event()

@@ -1,6 +1,6 @@
 """A short soak in CI: steady traffic for 20 s; descriptors and memory flat, every span counted, queries answered.
 
-The ten-minute run with its figures is ``benchmarks/soak.py`` (the same
+The fifteen-minute run with its figures is ``benchmarks/soak.py`` (the same
 :func:`~benchmarks.soak.run_soak`); here the rate is fixed and modest, so
 the invariants are checked, not performance: no refusal, every
 acknowledged span accepted and counted by the query API (memory and
