@@ -1105,12 +1105,14 @@ class LatencyAggregator:
             info = self.registry[sid]
             if info.overflow or not 0 <= info.status <= 2:
                 continue
-            key = (info.status, info.name)
+            name_key = (info.status, info.name)
             if slow_ms == -np.inf or ceiling == 2**64 - 1:
-                open_names.add(key)
+                open_names.add(name_key)
                 continue
-            before = found.get(key)
-            found[key] = (slow_ms, ceiling) if before is None else (min(before[0], slow_ms), max(before[1], ceiling))
+            before = found.get(name_key)
+            found[name_key] = (
+                (slow_ms, ceiling) if before is None else (min(before[0], slow_ms), max(before[1], ceiling))
+            )
         for (status, name), (slow_ms, ceiling) in found.items():
             if (status, name) not in open_names:
                 floors[status][name] = (int(slow_ms * 1e6) if slow_ms != np.inf else 2**63, ceiling)

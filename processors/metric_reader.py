@@ -7,7 +7,8 @@
     >>> reader.aggregator.endpoints(300)                               # doctest: +SKIP
 
 A real OTel ``MetricReader``: each ``collect()`` (its own timer every
-window, or on demand) drains the span buffers into the aggregator in bulk and
+window, or on demand), and each span buffer reaching its high water (on
+the thread that ended the span), drains the span buffers into the aggregator in bulk and
 merges the delta latency histograms the SDK hands over. It asks the SDK for
 delta temporality and base-2 exponential aggregation for histograms, so
 what arrives is exactly mergeable; other readers on the same provider keep
@@ -81,7 +82,6 @@ class PercentileMetricReader(MetricReader):
         self._processors: list[LatencySpanProcessor] = []
         self._drain_lock = threading.Lock()
         self._export_lock = threading.Lock()
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._shutdown_done = False
         for processor in span_processors:
@@ -97,7 +97,7 @@ class PercentileMetricReader(MetricReader):
     def add_span_processor(self, processor: LatencySpanProcessor) -> None:
         """Drain this processor on every collection (and early, at its high water)."""
         processor.stats = self.aggregator.stats
-        processor.on_high_water = self._wake.set
+        processor.on_high_water = self._drain_unless_draining
         self._processors.append(processor)
 
     # ------------------------------------------------------------ collection
@@ -109,22 +109,45 @@ class PercentileMetricReader(MetricReader):
         self.aggregator.stats.merge_counts(rejected, Counter())
         self.drain()
 
+    def _drain_unless_draining(self) -> None:
+        """A processor's buffer reached its high water: drain on the thread ending the span.
+
+        Not on this reader's thread: that thread competes for the GIL with
+        the application's, and every GIL release inside a drain (locks,
+        numpy calls) can cost it a whole switch interval (5 ms). Measured
+        with one thread ending spans in a loop, a drain of 5,000 spans then
+        took 40-400 ms instead of about 1.3 ms, the buffer filled meanwhile
+        and 5-20% of the spans were dropped; on the ending thread no span
+        was dropped and the overhead per span fell. If a drain is already
+        under way (a collection), the processor calls again nearer full.
+        """
+        if self._drain_lock.acquire(blocking=False):
+            try:
+                self._drain_locked()
+            except Exception:  # noqa: BLE001 - called from on_end: must never raise into the application
+                _logger.exception("draining the span buffer failed")
+            finally:
+                self._drain_lock.release()
+
     def drain(self) -> int:
         """Aggregate every buffered span now; returns how many were kept."""
-        kept = 0
         with self._drain_lock:
-            for processor in self._processors:
-                rows, resources, captured = processor.drain_details()
-                if not rows:
-                    continue
-                batch, rejected, repaired = batch_from_rows(rows, resources, captured)
-                self.aggregator.stats.merge_counts(rejected, repaired)
-                kept += self.aggregator.add_spans(batch)
-            # Tell the processors which spans may still become exemplars (dimensions need every span's
-            # attributes: then no floors, and every span keeps them).
-            floors = self.aggregator.exemplar_floors() if not self.aggregator.dimensions else ({}, {}, {})
-            for processor in self._processors:
-                processor.floors = floors
+            return self._drain_locked()
+
+    def _drain_locked(self) -> int:
+        kept = 0
+        for processor in self._processors:
+            rows, resources, captured = processor.drain_details()
+            if not rows:
+                continue
+            batch, rejected, repaired = batch_from_rows(rows, resources, captured)
+            self.aggregator.stats.merge_counts(rejected, repaired)
+            kept += self.aggregator.add_spans(batch)
+        # Tell the processors which spans may still become exemplars (dimensions need every span's
+        # attributes: then no floors, and every span keeps them).
+        floors = self.aggregator.exemplar_floors() if not self.aggregator.dimensions else ({}, {}, {})
+        for processor in self._processors:
+            processor.floors = floors
         return kept
 
     def export(self) -> bool:
@@ -159,8 +182,7 @@ class PercentileMetricReader(MetricReader):
         while not self._stop.is_set():
             # Also wake when the window ends: the processors' exemplar floors belong to the old one.
             until_window_end = ((window + 1) * window_ns - time.time_ns()) / 1e9
-            woke = self._wake.wait(max(0.0, min(next_tick - time.monotonic(), until_window_end)))
-            if self._stop.is_set():
+            if self._stop.wait(max(0.0, min(next_tick - time.monotonic(), until_window_end))):
                 break
             try:
                 now_window = time.time_ns() // window_ns
@@ -168,9 +190,6 @@ class PercentileMetricReader(MetricReader):
                     window = now_window
                     for processor in self._processors:
                         processor.floors = ({}, {}, {})
-                if woke:
-                    self._wake.clear()
-                    self.drain()
                 if time.monotonic() >= next_tick:
                     next_tick += self._interval_s
                     self.collect()
@@ -189,7 +208,6 @@ class PercentileMetricReader(MetricReader):
             return
         self._shutdown_done = True
         self._stop.set()
-        self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=timeout_millis / 1000)
         try:
