@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -78,12 +79,17 @@ def test_full_buffer_drops_and_counts_without_blocking() -> None:
     assert processor.stats.snapshot().dropped == 4
 
 
-def test_high_water_drains_on_the_thread_ending_the_span() -> None:
-    processor = LatencySpanProcessor(buffer_size=64)
+def _read_by_reader(buffer_size: int) -> tuple[LatencySpanProcessor, PercentileMetricReader, Any]:
+    """A processor drained by a reader whose own timer never fires during a test."""
+    processor = LatencySpanProcessor(buffer_size=buffer_size)
     reader = PercentileMetricReader(LatencyAggregator(), span_processors=[processor], interval_s=3600)
     provider = TracerProvider()
     provider.add_span_processor(processor)
-    tracer = provider.get_tracer("test")
+    return processor, reader, provider.get_tracer("test")
+
+
+def test_high_water_drains_on_the_thread_ending_the_span() -> None:
+    processor, reader, tracer = _read_by_reader(buffer_size=64)
     try:
         for _ in range(17):  # the 17th append crosses a quarter of 64
             tracer.start_span("x").end()
@@ -95,11 +101,7 @@ def test_high_water_drains_on_the_thread_ending_the_span() -> None:
 
 
 def test_a_drain_under_way_elsewhere_is_retried_at_three_quarters() -> None:
-    processor = LatencySpanProcessor(buffer_size=64)
-    reader = PercentileMetricReader(LatencyAggregator(), span_processors=[processor], interval_s=3600)
-    provider = TracerProvider()
-    provider.add_span_processor(processor)
-    tracer = provider.get_tracer("test")
+    processor, reader, tracer = _read_by_reader(buffer_size=64)
     try:
         with reader._drain_lock:  # a collection is draining on another thread
             for _ in range(40):
@@ -114,11 +116,7 @@ def test_a_drain_under_way_elsewhere_is_retried_at_three_quarters() -> None:
 
 def test_a_tight_loop_of_spans_drops_none() -> None:
     """With the drain on the reader's thread, GIL hand-offs made it 40-400 ms late and 5-20% were dropped."""
-    processor = LatencySpanProcessor(buffer_size=2000)
-    reader = PercentileMetricReader(LatencyAggregator(), span_processors=[processor], interval_s=3600)
-    provider = TracerProvider()
-    provider.add_span_processor(processor)
-    tracer = provider.get_tracer("test")
+    processor, reader, tracer = _read_by_reader(buffer_size=2000)
     try:
         for _ in range(30_000):
             tracer.start_span("GET /items/{id}").end()
