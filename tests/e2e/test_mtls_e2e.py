@@ -9,8 +9,6 @@ and the daemon goes on serving.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import socket
 import ssl
@@ -23,32 +21,18 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from ..certificates import LOOPBACK_NAMES, KeyPair, make_ca, make_leaf
 from .daemon_process import DaemonProcess
 
 # --- certificates ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Issuer:
-    name: x509.Name
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
-
-
-@dataclass(frozen=True)
-class KeyPair:
-    cert_file: Path
-    key_file: Path
 
 
 @dataclass(frozen=True)
@@ -59,72 +43,17 @@ class MtlsFiles:
     stranger: KeyPair  # signed by another CA, unknown to the daemon
 
 
-def _validity(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return (
-        builder.serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-    )
-
-
-def _make_ca(common_name: str) -> Issuer:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    cert = (
-        _validity(x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return Issuer(name, key, cert)
-
-
-def _make_leaf(issuer: Issuer, common_name: str, usage: x509.ObjectIdentifier, directory: Path, stem: str,
-               names: list[x509.GeneralName] | None = None) -> KeyPair:
-    key = ec.generate_private_key(ec.SECP256R1())
-    builder = (
-        _validity(
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(issuer.name)
-            .public_key(key.public_key())
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
-    )
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    cert = builder.sign(issuer.key, hashes.SHA256())
-    pair = KeyPair(directory / f"{stem}.pem", directory / f"{stem}-key.pem")
-    pair.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pair.key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return pair
-
-
 def make_mtls_files(directory: Path) -> MtlsFiles:
     """The trusted CA, the server's and a client's certificate it signed, and a stranger's from another CA."""
-    ca = _make_ca("trm-otel test CA")
-    other = _make_ca("someone else's CA")
+    ca = make_ca("trm-otel test CA")
+    other = make_ca("someone else's CA")
     ca_file = directory / "ca.pem"
     ca_file.write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
-    loopback = ipaddress.ip_address("127.0.0.1")
-    server_names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(loopback)]
     return MtlsFiles(
         ca_file=ca_file,
-        server=_make_leaf(ca, "localhost", ExtendedKeyUsageOID.SERVER_AUTH, directory, "server", server_names),
-        client=_make_leaf(ca, "trusted client", ExtendedKeyUsageOID.CLIENT_AUTH, directory, "client"),
-        stranger=_make_leaf(other, "stranger", ExtendedKeyUsageOID.CLIENT_AUTH, directory, "stranger"),
+        server=make_leaf(ca, "localhost", ExtendedKeyUsageOID.SERVER_AUTH, directory, "server", LOOPBACK_NAMES),
+        client=make_leaf(ca, "trusted client", ExtendedKeyUsageOID.CLIENT_AUTH, directory, "client"),
+        stranger=make_leaf(other, "stranger", ExtendedKeyUsageOID.CLIENT_AUTH, directory, "stranger"),
     )
 
 
