@@ -319,7 +319,10 @@ class Daemon:
             on_change=self.stream.publish_alerts,  # a tenant's alert summary, to its open dashboards only
         )
         self.dashboards = DashboardService(
-            DashboardStore(self.data_dir / DASHBOARDS_DATABASE), self.query_source, slo=self.latency_config.slo
+            DashboardStore(self.data_dir / DASHBOARDS_DATABASE), self.query_source, slo=self.latency_config.slo,
+            exemplars=lambda tenant, matchers, start, end, limit: self.tenants.view(tenant).aggregator.exemplars(
+                matchers, start, end, limit=limit
+            ),
         )
         configured = [t.tenant for t in self.config.auth.all_tokens()]
         for tenant in known_tenants(self.dashboards.store, configured):

@@ -13,6 +13,7 @@ from trm_otel.dashboards.defaults import performance
 from trm_otel.dashboards.model import TimeRange
 from trm_otel.dashboards.panel_data import (
     HEATMAP_BUCKETS,
+    MAX_PANEL_EXEMPLARS,
     PanelParameterError,
     PanelReader,
     TimeWindow,
@@ -25,7 +26,7 @@ from trm_otel.dashboards.panel_data import (
 from trm_otel.histogram import ExponentialHistogram
 from trm_otel.query import Evaluator, MemorySource
 
-from .data import D, DURATIONS, ENDS, NOW, POLICY, SPAN_COUNT, every_type, memory_source
+from .data import C, D, DURATIONS, ENDS, NOW, POLICY, SPAN_COUNT, every_type, memory_source
 
 HOUR = TimeWindow(NOW - 3600, NOW, 60.0)
 
@@ -340,3 +341,51 @@ def test_values_are_never_nan(source: MemorySource) -> None:
     doc["panels"][0]["targets"] = [{"expr": f"error_rate({D}[5m]) by (span.name)"}]
     out = data(source, load_dashboard(doc), 1)
     assert all(v is None or math.isfinite(v) for s in out["series"] for v in s["values"])
+
+
+# ------------------------------------------------------------------ exemplars
+
+
+def _with_exemplars(source: MemorySource) -> PanelReader:
+    def lookup(tenant: str, matchers: Any, start: float, end: float, limit: int) -> list[Any]:
+        assert tenant == "default"
+        return source.aggregator.exemplars(matchers, start, end, limit=limit)
+
+    return PanelReader(source, slo=POLICY, exemplars=lookup)
+
+
+def test_line_and_heatmap_panels_carry_the_slowest_exemplars_of_their_series(
+    source: MemorySource, dashboard: Any
+) -> None:
+    reader = _with_exemplars(source)
+    chosen = bind_variables(dashboard, {"service": ["shop"]})
+    for panel_id in (1, 7):  # p95 line, heatmap
+        out = reader.panel(dashboard, panel_id, HOUR, chosen)
+        found = out["exemplars"]
+        assert 0 < len(found) <= MAX_PANEL_EXEMPLARS
+        assert {e["labels"]["service.name"] for e in found} == {"shop"}  # the variable narrows them too
+        durations = [e["duration_ms"] for e in found]
+        assert durations == sorted(durations, reverse=True)
+        assert len({e["span_id"] for e in found}) == len(found)
+        assert all(HOUR.start <= e["time"] < HOUR.end and len(e["span_id"]) == 16 for e in found)
+        everything = source.aggregator.exemplars((), HOUR.start, HOUR.end, limit=1000)
+        assert max(durations) == max(ex.duration_ms for labels, ex in everything if labels["service.name"] == "shop")
+
+
+def test_charts_without_span_durations_on_their_axis_carry_no_exemplars(source: MemorySource) -> None:
+    reader = _with_exemplars(source)
+    board = load_dashboard({
+        "uid": "x", "title": "x",
+        "panels": [
+            {"id": 1, "title": "calls", "type": "line", "grid": {"x": 0, "y": 0, "w": 6, "h": 4},
+             "targets": [{"expr": f"rate({C}[5m])"}, {"expr": f"error_rate({D}[5m])"}]},
+            {"id": 2, "title": "cpu", "type": "line", "grid": {"x": 6, "y": 0, "w": 6, "h": 4},
+             "targets": [{"expr": 'avg(system.cpu.utilization{cpu.mode=""})'}]},
+            {"id": 3, "title": "p99", "type": "bar", "grid": {"x": 0, "y": 4, "w": 6, "h": 4},
+             "targets": [{"expr": f"p99({D}[5m])"}]},
+        ],
+    })
+    assert reader.panel(board, 1, HOUR, {})["exemplars"] == []
+    assert reader.panel(board, 2, HOUR, {})["exemplars"] == []
+    assert "exemplars" not in reader.panel(board, 3, HOUR, {})  # only line and heatmap charts draw them
+    assert "exemplars" not in PanelReader(source, slo=POLICY).panel(board, 1, HOUR, {})  # no lookup, no key

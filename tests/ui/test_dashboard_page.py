@@ -39,7 +39,7 @@ def test_dashboard_draws_every_panel_with_data(ui_server: UiServer, page: Any) -
     assert [p for p in shown if p["state"] != "ready" or not p["svg"]] == []
     assert {p["id"]: p["title"] for p in shown} == {p["id"]: p["title"] for p in doc["panels"]}
     response_time = next(p for p in shown if p["id"] == 1)
-    assert len(response_time["traces"]) == 3  # P50, P95, P99
+    assert [t["name"] for t in response_time["traces"]] == ["P50", "P95", "P99", "exemplars"]
     assert all(t["points"] > 0 for t in response_time["traces"]), response_time
     assert page.title() == "Performance · trm-otel"
 
@@ -400,3 +400,23 @@ def test_the_alert_summary_shows_a_rule_firing_live(ui_server: UiServer, page: A
     # the rule is gone: its alert resolves, and the summary drops it
     wait_until(page, "name => !(window.trmOtel.alerts.alerts || []).some(a => a.alertname === name)",
                timeout=10, arg=name)
+
+
+def test_exemplar_points_on_latency_charts_lead_to_their_trace(ui_server: UiServer, page: Any) -> None:
+    """The Response time line and the latency heatmap draw the spans behind them; a click shows the trace id."""
+    open_dashboard(page, ui_server, "performance", "range=5m&refresh=off")
+    count = ("id => ((document.querySelector(`[data-panel-id=\"${id}\"] .chart`).data || [])"
+             ".find(t => t.meta === 'exemplars') || {x: []}).x.length")
+    assert wait_until(page, f"() => [1, 5].every(id => ({count})(id) > 0)")
+    assert page.evaluate(f"({count})(3)") == 0  # throughput is in requests/s: no durations on its axis
+    point = page.locator("[data-panel-id='1'] .scatterlayer .trace:last-child .point").first.bounding_box()
+    plot = page.locator("[data-panel-id='1'] .nsewdrag").first.bounding_box()
+    # Hovering is by time ("x" mode): at the point's time, every trace's nearest point is under the pointer.
+    page.mouse.move(point["x"] + point["width"] / 2, plot["y"] + plot["height"] / 2)
+    page.wait_for_timeout(100)
+    page.mouse.down()
+    page.mouse.up()
+    shown = wait_until(page, "() => window.trmOtel.exemplar")
+    assert len(shown["traceId"]) == 32 and len(shown["spanId"]) == 16 and shown["url"] == ""
+    notice = page.locator("#notice")
+    assert notice.is_visible() and shown["traceId"] in notice.inner_text()

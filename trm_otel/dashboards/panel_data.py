@@ -49,6 +49,14 @@ Answer, every type::
   requests. A selector's ``[range]`` plays no part: each column is its
   own step.
 
+Line panels whose targets are latency statistics in ms (``pNN``, ``avg``,
+``min``, ``max``) of the span series, and heatmaps over them, also carry
+``"exemplars": [{"time", "duration_ms", "trace_id", "span_id", "labels",
+"attributes"}]`` when the reader has an exemplar lookup: the spans the
+windows of ``[start, end)`` kept (see :mod:`trm_otel.processors.exemplars`),
+slowest first, at most :data:`MAX_PANEL_EXEMPLARS`. Drawn as points on the
+chart, each leads from a slow moment to the trace behind it.
+
 ``name`` is the target's ``legend`` with each ``{{label}}`` replaced by the
 series' label value, else the label set (``{span.name="GET /cart"}``), else
 the expression itself.
@@ -71,7 +79,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,11 +95,14 @@ from trm_otel.errors import TrmOtelError
 from trm_otel.histogram import ExponentialHistogram
 from trm_otel.query import Evaluator, Limits, QueryError, parse_query
 from trm_otel.query.evaluator import HistogramSumSource
-from trm_otel.series_source import Matcher, SeriesRef, SeriesSource
+from trm_otel.series_source import CALLS_METRIC, DURATION_METRIC, Matcher, SeriesRef, SeriesSource
 from trm_otel.slo import SloPolicy
+from trm_otel.views import view_to_dict
 
 __all__ = [
+    "ExemplarLookup",
     "HEATMAP_BUCKETS",
+    "MAX_PANEL_EXEMPLARS",
     "MAX_POINTS",
     "PanelParameterError",
     "PanelReader",
@@ -108,6 +119,13 @@ MAX_POINTS = 11000
 #: Most latency buckets of a heatmap.
 HEATMAP_BUCKETS = 36
 _INSTANT_TYPES = ("pie", "stat", "table")
+#: Most exemplars one panel answer carries (the slowest).
+MAX_PANEL_EXEMPLARS = 50
+#: Statistics whose values are span durations in ms: exemplars belong on their axis.
+_DURATION_STATS = ("avg", "min", "max")
+
+ExemplarLookup = Callable[[str, Sequence[Matcher], float, float, int], list[tuple[Mapping[str, str], Any]]]
+"""``(tenant, matchers, start s, end s, limit)`` -> ``[(series labels, exemplar)]``, slowest first."""
 _LEGEND = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 
 
@@ -253,8 +271,10 @@ class PanelReader:
         slo: SloPolicy | None = None,
         tenant: str = "default",
         limits: Limits | None = None,
+        exemplars: ExemplarLookup | None = None,
     ) -> None:
         self.source = _remembering(source)
+        self.exemplars = exemplars
         self.tenant = tenant
         self.limits = limits if limits is not None else Limits()
         self.evaluator = Evaluator(self.source, slo=slo, limits=self.limits, tenant=tenant)
@@ -286,7 +306,22 @@ class PanelReader:
             out["series"] = self._instant(panel, index, exprs, window)
         else:
             out["series"] = self._range(panel, index, exprs, window)
+        if self.exemplars is not None and panel.type in ("line", "heatmap"):
+            selectors = [_exemplar_selector(expr, heatmap=panel.type == "heatmap") for expr in exprs]
+            out["exemplars"] = self._exemplars([s for s in selectors if s is not None], window)
         return out
+
+    def _exemplars(self, selectors: list[tuple[Matcher, ...]], window: TimeWindow) -> list[dict[str, Any]]:
+        """The slowest exemplars of every selector's span series in the window, each span once."""
+        assert self.exemplars is not None
+        found: dict[str, dict[str, Any]] = {}
+        for matchers in dict.fromkeys(selectors):  # P50, P95 and P99 of one selector: one lookup
+            for labels, exemplar in self.exemplars(self.tenant, matchers, window.start, window.end,
+                                                   MAX_PANEL_EXEMPLARS):
+                item = view_to_dict(exemplar)
+                found.setdefault(item["span_id"], {"labels": dict(labels), **item})
+        slowest = sorted(found.values(), key=lambda e: -e["duration_ms"])
+        return slowest[:MAX_PANEL_EXEMPLARS]
 
     def _range(self, panel: Panel, index: int, exprs: list[str], window: TimeWindow) -> list[dict[str, Any]]:
         times = window.eval_times()
@@ -363,6 +398,21 @@ class PanelReader:
                 1,
             )
         return refs
+
+
+def _exemplar_selector(expr: str, *, heatmap: bool) -> tuple[Matcher, ...] | None:
+    """The matchers of a target whose chart has span durations on its axis, else None."""
+    try:
+        parsed = check_expr(expr, heatmap=heatmap)
+    except QueryError:
+        return None  # the target's own error is reported with its data
+    if parsed.metric not in (DURATION_METRIC, CALLS_METRIC):
+        return None
+    if isinstance(parsed, Selector):
+        return tuple(parsed.matchers)
+    if parsed.quantile is None and parsed.stat not in _DURATION_STATS:
+        return None  # a rate, count or ratio: durations do not belong on its axis
+    return tuple(parsed.matchers)
 
 
 def rebin(

@@ -52,7 +52,7 @@ from trm_otel.dashboards.defaults import default_dashboards
 from trm_otel.dashboards.errors import DashboardError
 from trm_otel.dashboards.grafana import from_grafana, to_grafana
 from trm_otel.dashboards.model import Dashboard, dump_dashboard, load_dashboard
-from trm_otel.dashboards.panel_data import PanelReader, TimeWindow, bind_variables, time_window
+from trm_otel.dashboards.panel_data import ExemplarLookup, PanelReader, TimeWindow, bind_variables, time_window
 from trm_otel.dashboards.store import DashboardNotFound, DashboardStore, StoredDashboard, Summary
 from trm_otel.query import Limits
 from trm_otel.series_source import SeriesSource
@@ -158,9 +158,11 @@ class DashboardService:
         clock: Callable[[], float] = time.time,
         *,
         limits: Limits | None = None,
+        exemplars: ExemplarLookup | None = None,
     ) -> None:
         self.store = store
         self.source = source
+        self.exemplars = exemplars  # line and heatmap panels then carry their slowest exemplars
         self.slo = slo
         self.clock = clock
         self.limits = limits
@@ -260,7 +262,7 @@ class DashboardService:
 
     def reader(self, tenant: str) -> PanelReader:
         """A reader for one request: what it fetches is shared by the panels it answers."""
-        return PanelReader(self.source, slo=self.slo, tenant=tenant, limits=self.limits)
+        return PanelReader(self.source, slo=self.slo, tenant=tenant, limits=self.limits, exemplars=self.exemplars)
 
     def panel_data(
         self,

@@ -223,12 +223,14 @@
       colorway: ["#2563eb", "#e8590c", "#0ca678", "#d6336c", "#7048e8", "#f59f00", "#1098ad", "#5c940d", "#c2255c", "#495057"],
       heat: [[0, "#e8f0fe"], [0.25, "#a5c8ff"], [0.5, "#5b8def"], [0.75, "#2f4fb8"], [1, "#15206b"]],
       crosshair: "rgba(29, 36, 48, 0.55)",
+      exemplar: "#c92a2a",
     },
     dark: {
       text: "#e4e8ee", muted: "#9aa5b5", grid: "#263040", axis: "#3a4656", surface: "#171d26", surface2: "#202836",
       colorway: ["#60a5fa", "#fb923c", "#34d399", "#f472b6", "#a78bfa", "#fbbf24", "#22d3ee", "#a3e635", "#fb7185", "#cbd5e1"],
       heat: [[0, "#1c2736"], [0.25, "#1f4f7a"], [0.5, "#2f86b8"], [0.75, "#7cc4d9"], [1, "#f2f7a1"]],
       crosshair: "rgba(228, 232, 238, 0.6)",
+      exemplar: "#ff8787",
     },
   };
 
@@ -331,6 +333,43 @@
     return { data: [], layout };
   }
 
+  /** The spans behind a latency chart (answer.exemplars) as points: hover shows the trace, a click leads to it. */
+  function exemplarTrace(answer, theme) {
+    const found = answer.exemplars || [];
+    if (!found.length) return null;
+    // Span names and attributes come from applications: escaped, as plotly reads tags (even links) in hover text.
+    const escape = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+    const detail = (e) => {
+      const attrs = Object.entries(e.attributes || {}).slice(0, 4).map(([k, v]) => `${k}=${v}`);
+      return [e.labels["span.name"] || "", ...attrs].filter(Boolean).map(escape).join("<br>");
+    };
+    return {
+      type: "scatter", mode: "markers", name: "exemplars", showlegend: false, meta: "exemplars",
+      x: found.map((e) => new Date(e.time * 1000)), y: found.map((e) => e.duration_ms),
+      customdata: found.map((e) => [e.trace_id, e.span_id, detail(e)]),
+      marker: { symbol: "diamond", size: 7, color: THEMES[theme].exemplar, line: { width: 0 } },
+      hovertemplate: "%{y:,.4~r} ms · trace %{customdata[0]}<br>%{customdata[2]}<extra>exemplar</extra>",
+    };
+  }
+
+  /** A click on an exemplar point: its trace id, linked when the panel's options.traceUrl says where traces live. */
+  function openExemplar(panel, point) {
+    const [traceId, spanId] = point.customdata || [];
+    if (!traceId) return;
+    const template = panel.options && typeof panel.options.traceUrl === "string" ? panel.options.traceUrl : "";
+    const url = template ? template.replaceAll("{trace_id}", traceId).replaceAll("{span_id}", spanId || "") : "";
+    let safe = "";
+    try {
+      const parsed = url ? new URL(url, window.location.href) : null;
+      if (parsed && (parsed.protocol === "http:" || parsed.protocol === "https:")) safe = parsed.href;
+    } catch (_) { /* not a URL: show the id only */ }
+    const content = safe
+      ? h("span", {}, "Exemplar: trace ", h("a", { href: safe, target: "_blank", rel: "noopener noreferrer", text: traceId }))
+      : h("span", {}, "Exemplar: trace ", h("code", { text: traceId }), spanId ? ` span ${spanId}` : "");
+    window.trmOtel.exemplar = { traceId, spanId, url: safe };
+    notify("info", content);
+  }
+
   /** {data, layout} for one panel's answer. */
   function figure(panel, answer) {
     const theme = currentTheme();
@@ -371,11 +410,13 @@
       layout.hovermode = "x";
       layout.hoverdistance = -1; // the nearest time wherever the pointer is: sparse series still join the crosshair
       if (type === "bar") layout.barmode = options.stacked ? "stack" : "group";
+      const exemplars = type === "line" ? exemplarTrace(answer, theme) : null;
       if (data.length > 1) {
         layout.showlegend = true;
         layout.legend = { orientation: "h", x: 0, y: -0.12, yanchor: "top" };
         layout.margin.b = 52;
       }
+      if (exemplars) data.push(exemplars);
       return { data, layout };
     }
 
@@ -394,14 +435,17 @@
       const decades = Math.log10(edges[edges.length - 1] / edges[0]);
       if (decades > 1.5) layout.yaxis.dtick = 1; // powers of ten; narrower spans keep plotly's finer ticks
       layout.hovermode = "x";
-      return {
-        data: [{
-          type: "heatmap", x: dates(times), y: edges, z, colorscale: THEMES[theme].heat, hoverongaps: false,
-          hovertemplate: "%{x}<br>≤ %{y:,.4~r} ms: %{z} spans<extra></extra>",
-          colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: THEMES[theme].muted } },
-        }],
-        layout,
-      };
+      const data = [{
+        type: "heatmap", x: dates(times), y: edges, z, colorscale: THEMES[theme].heat, hoverongaps: false,
+        hovertemplate: "%{x}<br>≤ %{y:,.4~r} ms: %{z} spans<extra></extra>",
+        colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: THEMES[theme].muted } },
+      }];
+      const exemplars = exemplarTrace(answer, theme);
+      if (exemplars) {
+        layout.hovermode = "closest"; // a point, not the column, under the pointer
+        data.push(exemplars);
+      }
+      return { data, layout };
     }
 
     if (type === "pie") {
@@ -1287,6 +1331,10 @@
         if (rec.timeChart && point && point.x !== undefined) crosshair(rec.panel.id, point.x);
       });
       rec.chart.on("plotly_unhover", () => crosshair(rec.panel.id, null));
+      rec.chart.on("plotly_click", (event) => {
+        const point = (event.points || []).find((p) => p.data && p.data.meta === "exemplars");
+        if (point) openExemplar(rec.panel, point);
+      });
     }
   }
 
