@@ -40,6 +40,7 @@ from trm_otel.audit import AuditEntry, AuditLog
 from trm_otel.asgi_instrument import span_details
 from trm_otel.asgi_server import EmbeddedServer
 from trm_otel.config import DaemonConfig
+from trm_otel.errors import ConfigError
 from trm_otel.dashboards.service import DashboardService, known_tenants
 from trm_otel.dashboards.store import DATABASE_NAME as DASHBOARDS_DATABASE, DashboardStore
 from trm_otel.exporters import DebugExporter, OtlpForwarder, RetryPolicy
@@ -559,18 +560,29 @@ class Daemon:
             self._self_meter.shutdown()
         _logger.info("trm-otel stopped")
 
-    def _reload_rules(self) -> None:
-        """SIGHUP: re-read the rule files; a bad file is logged and the current rules stay."""
-        if self.alerting is None:
-            return
-        try:
-            self.alerting.reload()
-            outcome = "ok"
-        except Exception as err:  # noqa: BLE001 - ConfigError or unreadable file: keep running
-            _logger.error("rule reload refused, keeping the current rules:\n%s", err)
-            outcome = "failed"
+    def _reload(self) -> None:
+        """SIGHUP: re-read the rule files and the token file; what is bad is logged and the current one stays."""
+        if self.alerting is not None:
+            try:
+                self.alerting.reload()
+                outcome = "ok"
+            except Exception as err:  # noqa: BLE001 - ConfigError or unreadable file: keep running
+                _logger.error("rule reload refused, keeping the current rules:\n%s", err)
+                outcome = "failed"
+            self._audit_reload("rules.reload", "rule_files", outcome)
+        if self.config.auth.token_file is not None:
+            try:
+                count = self.authenticator.replace(self.config.auth.all_tokens())
+                _logger.info("token file reloaded: %d tokens", count)  # names and counts only, never a token
+                outcome = "ok"
+            except ConfigError as err:
+                _logger.error("token reload refused, keeping the current tokens:\n%s", err)
+                outcome = "failed"
+            self._audit_reload("tokens.reload", "auth.token_file", outcome)
+
+    def _audit_reload(self, action: str, target: str, outcome: str) -> None:
         if self.audit is not None:
-            self.audit.record(AuditEntry(time.time(), "SIGHUP", DEFAULT_TENANT, "rules.reload", "rule_files", outcome))
+            self.audit.record(AuditEntry(time.time(), "SIGHUP", DEFAULT_TENANT, action, target, outcome))
 
     async def run(self) -> None:
         """Start, serve until SIGTERM or SIGINT, then stop gracefully."""
@@ -580,7 +592,7 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
-            loop.add_signal_handler(signal.SIGHUP, self._reload_rules)
+            loop.add_signal_handler(signal.SIGHUP, self._reload)
         try:
             await self.start()
             await stop.wait()

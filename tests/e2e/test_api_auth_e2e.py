@@ -140,3 +140,42 @@ def test_a_public_bind_with_tokens_starts(tmp_path: Path) -> None:
     with DaemonProcess(tmp_path, config) as process:
         port = process.api_url.rsplit(":", 1)[1]
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+
+
+def test_sighup_reloads_the_token_file_and_keeps_the_tokens_when_the_new_file_is_bad(tmp_path: Path) -> None:
+    """Rotating a token needs no restart; a bad or emptied file changes nothing (an empty one would open the API)."""
+    import os
+    import signal
+
+    old, new = "rotated-out-0123456789abcdef", "rotated-in-0123456789abcdef0"
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(yaml.safe_dump([{"name": "ops", "token": old, "role": "admin"}]))
+    with DaemonProcess(tmp_path, {"auth": {"token_file": str(tokens)}}) as daemon:
+        assert daemon.process is not None
+
+        def reload_with(text: str, entries: int) -> list[dict[str, object]]:
+            tokens.write_text(text)
+            os.kill(daemon.process.pid, signal.SIGHUP)  # type: ignore[union-attr]
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # read as whichever token is current
+                found = [e for t in (old, new) if (a := call(daemon, "GET", "/api/v1/audit?action=tokens.reload", t))
+                         .status_code == 200 for e in a.json()["entries"]]
+                if len(found) >= entries:
+                    return found
+                time.sleep(0.1)
+            raise AssertionError(f"no tokens.reload entry number {entries} after SIGHUP")
+
+        assert call(daemon, "GET", "/api/v1/alerts", old).status_code == 200
+        (entry,) = reload_with(yaml.safe_dump([{"name": "ops", "token": new, "role": "admin"}]), 1)
+        assert {k: entry[k] for k in ("actor", "action", "target", "outcome")} == {
+            "actor": "SIGHUP", "action": "tokens.reload", "target": "auth.token_file", "outcome": "ok"}
+        assert call(daemon, "GET", "/api/v1/alerts", old).status_code == 401
+        assert call(daemon, "GET", "/api/v1/alerts", new).status_code == 200
+        for bad, entries in (("tokens: [{token: short}]\n", 2), ("[]\n", 3)):
+            latest = reload_with(bad, entries)[0]
+            assert latest["outcome"] == "failed", latest
+            assert call(daemon, "GET", "/api/v1/alerts", new).status_code == 200
+            assert call(daemon, "GET", "/api/v1/alerts").status_code == 401
+        log = "\n".join(daemon.log)
+        assert "token reload refused" in log and "token file reloaded: 1 tokens" in log
+        assert old not in log and new not in log and "short" not in log

@@ -4,7 +4,7 @@
       tokens:
         - {name: ci, token: "${env:TRM_INGEST_TOKEN}", tenant: shop, role: ingest}
         - {name: alice, token: "${env:TRM_ALICE_TOKEN}", tenant: shop, role: editor}
-      token_file: /etc/trm-otel/tokens.yaml     # same list, kept out of the main file
+      token_file: /etc/trm-otel/tokens.yaml     # same list, kept out of the main file; re-read on SIGHUP
 
 Roles, each including the ones before it: ``ingest`` (send telemetry,
 nothing else), ``viewer`` (read the API and UI), ``editor`` (change
@@ -115,15 +115,33 @@ class Authenticator:
     """Maps a presented bearer token to its principal; ``None`` when auth is on and it fits none."""
 
     def __init__(self, tokens: Iterable[TokenConfig] = ()) -> None:
-        self._entries = [
+        self._entries = self._checked(tokens)
+
+    @staticmethod
+    def _checked(tokens: Iterable[TokenConfig]) -> list[tuple[bytes, Principal]]:
+        entries = [
             (_digest(t.token.get_secret_value()), Principal(t.name or f"token #{i + 1}", t.tenant, t.role))
             for i, t in enumerate(tokens)
         ]
         seen: set[bytes] = set()
-        for digest, principal in self._entries:
+        for digest, principal in entries:
             if digest in seen:
                 raise ConfigError([("auth.tokens", f"{principal.name}: the same token is configured twice")])
             seen.add(digest)
+        return entries
+
+    def replace(self, tokens: Iterable[TokenConfig]) -> int:
+        """Swap in a new token set at once (a token file re-read on SIGHUP); returns how many.
+
+        Refused with a :class:`ConfigError` (the current tokens stay) when
+        the new set is invalid, or empty while auth is on: an emptied token
+        file must not open the daemon to everyone.
+        """
+        entries = self._checked(tokens)
+        if self._entries and not entries:
+            raise ConfigError([("auth.token_file", "the reload leaves no token: keeping the current ones")])
+        self._entries = entries  # one assignment: a request sees the old set or the new, never a mix
+        return len(entries)
 
     @property
     def enabled(self) -> bool:
