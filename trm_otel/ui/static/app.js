@@ -270,7 +270,7 @@
   const UNITS = {
     ms: { hover: ",.4~r", suffix: " ms" },
     s: { hover: ",.4~r", suffix: " s" },
-    percentunit: { hover: ".2~%", tick: ".0%", suffix: "" },
+    percentunit: { hover: ".2~%", tick: ".2~%", suffix: "" },
     percent: { hover: ",.2~f", suffix: "%" },
     reqps: { hover: ",.3~r", suffix: " req/s", axisSuffix: "/s" },
     Bps: { hover: ".3~s", tick: "~s", suffix: "B/s" },
@@ -347,7 +347,7 @@
       type: "scatter", mode: "markers", name: "exemplars", showlegend: false, meta: "exemplars",
       x: found.map((e) => new Date(e.time * 1000)), y: found.map((e) => e.duration_ms),
       customdata: found.map((e) => [e.trace_id, e.span_id, detail(e)]),
-      marker: { symbol: "diamond", size: 7, color: THEMES[theme].exemplar, line: { width: 0 } },
+      marker: { symbol: "diamond", size: 6, opacity: 0.75, color: THEMES[theme].exemplar, line: { width: 0 } },
       hovertemplate: "%{y:,.4~r} ms · trace %{customdata[0]}<br>%{customdata[2]}<extra>exemplar</extra>",
     };
   }
