@@ -122,3 +122,19 @@ def test_dollar_signs_are_text_not_math(panels: dict[int, dict[str, Any]]) -> No
 )
 def test_units(value: float | None, unit: str, text: str) -> None:
     assert format_value(value, unit) == text
+
+
+@pytest.mark.parametrize("panel_id", [1, 7])  # p95 line, heatmap
+def test_exemplars_are_drawn_as_points_in_the_error_colour(panel_id: int, dashboard: Any) -> None:
+    source = memory_source()
+    lookup = lambda tenant, matchers, start, end, limit: source.aggregator.exemplars(matchers, start, end, limit=limit)  # noqa: E731
+    data = PanelReader(source, exemplars=lookup).panel(dashboard, panel_id, WINDOW, bind_variables(dashboard, {}))
+    assert data["exemplars"]
+    with_points = pixels(render_panel(data, theme="light", width=800, height=400))
+    without = pixels(render_panel({**data, "exemplars": []}, theme="light", width=800, height=400))
+
+    def reddish(image: np.ndarray) -> int:  # neither viridis nor the first series colours have red in them
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        return int(((r > g + 0.25) & (r > b + 0.25)).sum())
+
+    assert reddish(with_points) >= reddish(without) + 5 * len(data["exemplars"])

@@ -280,6 +280,8 @@ def _over_time(
             ax.bar(times - step_days / 2, stacked, width=step_days * 0.85, bottom=bottoms, color=color, label=label,
                    linewidth=0)
             bottoms = bottoms + stacked
+    if data["type"] == "line":
+        _exemplars(ax, data, canvas.colors)
     ax.set_xlim(_dates([data["start"]])[0], _dates([data["end"]])[0])
     low, high = options.get("min"), options.get("max")
     if isinstance(low, (int, float)) or isinstance(high, (int, float)):
@@ -393,12 +395,21 @@ def _heatmap(canvas: _Canvas, box: _Box, data: Mapping[str, Any]) -> None:
     ax.pcolormesh(x_edges, y_edges, shown, cmap=canvas.colors.colormap, norm=PowerNorm(0.5, vmin=0, vmax=max(top, 1)),
                   shading="flat", edgecolors="none")
     ax.set_yscale("log")
+    _exemplars(ax, data, canvas.colors)
     ax.set_ylim(y_edges[0], y_edges[-1])
     ax.set_xlim(_dates([data["start"]])[0], _dates([data["end"]])[0])
     unit = str(data.get("unit") or "ms")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v, unit)))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     _time_axis(ax, canvas.colors)
+
+
+def _exemplars(ax: Axes, data: Mapping[str, Any], colors: Theme) -> None:
+    """The spans behind a latency chart (``data["exemplars"]``) as small diamonds, as the web page draws them."""
+    found = data.get("exemplars") or []
+    if found:
+        ax.scatter(_dates([e["time"] for e in found]), [e["duration_ms"] for e in found], marker="D", s=14,
+                   color=colors.error, alpha=0.85, linewidths=0, zorder=6)  # above the legend box
 
 
 def _message(canvas: _Canvas, box: _Box, text: str, color: str) -> None:
