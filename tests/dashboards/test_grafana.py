@@ -74,6 +74,7 @@ def test_export_targets() -> None:
         "expr": 'histogram_quantile(0.95, sum by (le) (rate(traces_span_metrics_duration_milliseconds_bucket{service_name=~"${service}"}[5m])))',
         "legendFormat": "P95",
         "trmOtel": {"expr": f'p95({D}{{service.name=~"$service"}}[5m])', "legend": "P95"},
+        "exemplar": True,  # span durations on the axis: Grafana shows the exemplars /metrics carries
     }
     assert latency["fieldConfig"] == {"defaults": {"unit": "ms"}, "overrides": []}
     assert latency["trmOtel"] == {"options": {"unit": "ms"}}
@@ -91,6 +92,8 @@ def test_export_targets() -> None:
         'sum by (le) (rate(traces_span_metrics_duration_milliseconds_bucket{service_name=~"${service}"}[$__rate_interval]))'
     )
     assert table["targets"][0]["instant"] is True
+    assert heatmap["targets"][0]["exemplar"] is True
+    assert all("exemplar" not in t for p in (alerts, throughput, errors, table) for t in p["targets"])
 
 
 def test_the_brief_example_translation() -> None:

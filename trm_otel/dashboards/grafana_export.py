@@ -16,7 +16,9 @@ How each part maps (Grafana's side is a fact of its format):
   exists (:mod:`~trm_otel.dashboards.promql`), else a PromQL comment holding
   the original; ``legendFormat`` with Prometheus label names; every target
   runs on the ``${datasource}`` variable (a Prometheus data source picked
-  on import into Grafana);
+  on import into Grafana); targets of span durations on time series and
+  heatmap panels ask for exemplars (``"exemplar": true``), as our charts
+  draw them;
 * variables: ``label_values`` variables become Prometheus ``query``
   variables, listed values ``custom`` ones; ``$__all`` means all in both;
 * ``time``, ``refresh``, ``tags``, ``title``, ``uid``, ``version``;
@@ -35,6 +37,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from trm_otel.dashboards.expressions import Selector, check_expr, parse_selector
+from trm_otel.dashboards.panel_data import exemplar_matchers
 from trm_otel.dashboards.promql import (
     legend_to_grafana,
     known_metric,
@@ -175,6 +178,9 @@ def _panel(panel: Panel, variables: Sequence[Variable]) -> dict[str, Any]:
             "legendFormat": legend_to_grafana(target.legend) if target.legend else ("{{le}}" if heatmap else ""),
             KEPT: {"expr": target.expr, "legend": target.legend},
         }
+        durations = exemplar_matchers(with_placeholders(target.expr)[0], heatmap=heatmap) is not None
+        if panel.type in ("line", "heatmap") and durations:
+            item["exemplar"] = True  # Grafana asks Prometheus for the exemplars /metrics carries
         if heatmap:
             item["format"] = "heatmap"
         elif panel.type in ("table", "pie", "stat"):

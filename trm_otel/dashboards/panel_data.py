@@ -109,6 +109,7 @@ __all__ = [
     "TimeWindow",
     "UnknownPanel",
     "bind_variables",
+    "exemplar_matchers",
     "legend_name",
     "rebin",
     "time_window",
@@ -307,7 +308,7 @@ class PanelReader:
         else:
             out["series"] = self._range(panel, index, exprs, window)
         if self.exemplars is not None and panel.type in ("line", "heatmap"):
-            selectors = [_exemplar_selector(expr, heatmap=panel.type == "heatmap") for expr in exprs]
+            selectors = [exemplar_matchers(expr, heatmap=panel.type == "heatmap") for expr in exprs]
             out["exemplars"] = self._exemplars([s for s in selectors if s is not None], window)
         return out
 
@@ -400,8 +401,8 @@ class PanelReader:
         return refs
 
 
-def _exemplar_selector(expr: str, *, heatmap: bool) -> tuple[Matcher, ...] | None:
-    """The matchers of a target whose chart has span durations on its axis, else None."""
+def exemplar_matchers(expr: str, *, heatmap: bool) -> tuple[Matcher, ...] | None:
+    """The matchers of a target whose chart has span durations on its axis (exemplars fit it), else None."""
     try:
         parsed = check_expr(expr, heatmap=heatmap)
     except QueryError:
