@@ -29,24 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.storage_bench import DEMO  # noqa: E402
 from tests.e2e.daemon_process import DaemonProcess  # noqa: E402
 from trm_otel.histogram import ExponentialHistogram  # noqa: E402
 from trm_otel.series_source import DURATION_METRIC  # noqa: E402
 from trm_otel.storage import DATABASE_NAME, Store  # noqa: E402
 
 DAY = 86400
-# span name, kind, status, requests per 10 s window, median ms, sigma
-SERIES = (
-    ("GET /products", "SERVER", "UNSET", 100, 8, 0.4),
-    ("GET /products/{id}", "SERVER", "UNSET", 62, 9, 0.4),
-    ("SELECT products", "CLIENT", "UNSET", 62, 6, 0.4),
-    ("POST /cart", "SERVER", "UNSET", 37, 20, 0.4),
-    ("GET /search", "SERVER", "UNSET", 28, 35, 0.6),
-    ("GET /search", "SERVER", "ERROR", 2.4, 35, 0.6),
-    ("POST /checkout", "SERVER", "UNSET", 20, 345, 0.5),
-    ("SELECT cart", "CLIENT", "UNSET", 20, 10, 0.4),
-    ("payment.authorize", "CLIENT", "UNSET", 20, 320, 0.5),
-)
+SERIES = DEMO  # the demo shop's traffic, as the storage benchmark writes it
 
 
 def write_day(data_dir: Path, now: float) -> None:
